@@ -1,0 +1,211 @@
+//! Scripted runs (`--screenshot PATH --frames N`) and frame-time statistics.
+//!
+//! The screenshot is taken once at least N frames were rendered *and* the scene is ready (a
+//! model is on screen for a few frames; with `solve_on_start`, the solve has finished and the
+//! SED-coloured mesh is shown). The PNG is written atomically; the app exits after the write.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::window::RequestRedraw;
+
+use super::bridge::UiState;
+use super::scene::SceneState;
+
+/// Frames the shown mesh must have been on screen before a capture (pipeline compilation on a
+/// software adapter takes a few frames).
+const SETTLE_FRAMES: u32 = 8;
+/// Give up waiting for a scripted solve after this long (the capture is taken anyway).
+const MAX_WAIT: Duration = Duration::from_secs(900);
+
+const SAVE_PENDING: u8 = 0;
+const SAVE_OK: u8 = 1;
+const SAVE_FAILED: u8 = 2;
+
+/// Frame-time statistics, shared with `app::run` so they can be printed after the event loop
+/// exits.
+#[derive(Debug, Default)]
+pub struct FrameStats {
+    pub frames: u64,
+    pub total: Duration,
+    pub busy_frames: u64,
+    pub busy_total: Duration,
+    last: Option<Instant>,
+}
+
+impl FrameStats {
+    pub fn summary(&self) -> String {
+        let avg = |n: u64, t: Duration| {
+            if n == 0 {
+                "n/a".to_string()
+            } else {
+                let ms = t.as_secs_f64() * 1000.0 / n as f64;
+                format!("{ms:.1} ms ({:.1} fps)", 1000.0 / ms)
+            }
+        };
+        format!(
+            "osteolab: {} frames, average frame time {}; while a job ran: {} frames, {}",
+            self.frames,
+            avg(self.frames, self.total),
+            self.busy_frames,
+            avg(self.busy_frames, self.busy_total)
+        )
+    }
+}
+
+#[derive(Resource, Clone)]
+pub struct SharedFrameStats(pub Arc<Mutex<FrameStats>>);
+
+#[derive(Resource)]
+pub struct CaptureRequest {
+    pub path: PathBuf,
+    pub frames: u32,
+    pub solve_on_start: bool,
+}
+
+#[derive(Resource)]
+struct CaptureState {
+    started: Instant,
+    frames: u32,
+    requested: bool,
+    saved: Arc<AtomicU8>,
+}
+
+pub struct CapturePlugin {
+    pub request: Option<CaptureRequest>,
+    pub stats: SharedFrameStats,
+}
+
+impl Plugin for CapturePlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(self.stats.clone())
+            .add_systems(Last, record_frame_time);
+        if let Some(req) = &self.request {
+            app.insert_resource(CaptureRequest {
+                path: req.path.clone(),
+                frames: req.frames,
+                solve_on_start: req.solve_on_start,
+            })
+            .insert_resource(CaptureState {
+                started: Instant::now(),
+                frames: 0,
+                requested: false,
+                saved: Arc::new(AtomicU8::new(SAVE_PENDING)),
+            })
+            .add_systems(Update, drive_capture);
+        }
+    }
+}
+
+fn record_frame_time(
+    stats: Res<SharedFrameStats>,
+    mut ui: ResMut<UiState>,
+) {
+    let now = Instant::now();
+    let Ok(mut s) = stats.0.lock() else {
+        return;
+    };
+    if let Some(last) = s.last {
+        let dt = now - last;
+        s.frames += 1;
+        s.total += dt;
+        if ui.busy.is_some() {
+            s.busy_frames += 1;
+            s.busy_total += dt;
+        }
+        let ms = dt.as_secs_f32() * 1000.0;
+        ui.frame_ms = if ui.frame_ms == 0.0 {
+            ms
+        } else {
+            0.9 * ui.frame_ms + 0.1 * ms
+        };
+    }
+    s.last = Some(now);
+}
+
+fn drive_capture(
+    mut commands: Commands,
+    request: Res<CaptureRequest>,
+    mut state: ResMut<CaptureState>,
+    ui: Res<UiState>,
+    scene: Res<SceneState>,
+    mut exit: MessageWriter<AppExit>,
+    mut redraw: MessageWriter<RequestRedraw>,
+) {
+    state.frames = state.frames.saturating_add(1);
+    redraw.write(RequestRedraw);
+    match state.saved.load(Ordering::Acquire) {
+        SAVE_OK => {
+            let failed = request.solve_on_start && (ui.solve_failed || ui.solves_finished == 0);
+            exit.write(if failed {
+                AppExit::error()
+            } else {
+                AppExit::Success
+            });
+            return;
+        }
+        SAVE_FAILED => {
+            exit.write(AppExit::error());
+            return;
+        }
+        _ => {}
+    }
+    if state.requested {
+        return;
+    }
+    let shown = scene.shown.is_some() && !scene.dirty && scene.frames_since_shown >= SETTLE_FRAMES;
+    let solved = !request.solve_on_start
+        || (ui.solves_finished > 0 && ui.busy.is_none() && shown_has_solution(&scene, &ui));
+    let ready = shown && solved && ui.busy.is_none();
+    let timed_out = state.started.elapsed() > MAX_WAIT;
+    if (state.frames >= request.frames && ready) || timed_out {
+        if timed_out {
+            error!("capture: scene not ready after {MAX_WAIT:?}; capturing anyway");
+        }
+        state.requested = true;
+        let path = request.path.clone();
+        let saved = Arc::clone(&state.saved);
+        commands
+            .spawn(Screenshot::primary_window())
+            .observe(move |captured: On<ScreenshotCaptured>| {
+                let ok = match save_png(&captured.image, &path) {
+                    Ok(()) => {
+                        info!("screenshot saved to {}", path.display());
+                        true
+                    }
+                    Err(e) => {
+                        error!("cannot save screenshot to {}: {e}", path.display());
+                        false
+                    }
+                };
+                saved.store(if ok { SAVE_OK } else { SAVE_FAILED }, Ordering::Release);
+            });
+    }
+}
+
+/// After a failed solve there is no SED field to wait for.
+fn shown_has_solution(scene: &SceneState, ui: &UiState) -> bool {
+    ui.solve_failed || scene.shown.as_ref().is_some_and(|s| s.fe.is_some())
+}
+
+/// Encodes the captured frame as RGB PNG and writes it atomically.
+fn save_png(image: &Image, path: &std::path::Path) -> Result<(), String> {
+    let rgb = image
+        .clone()
+        .try_into_dynamic()
+        .map_err(|e| format!("unsupported screenshot format: {e}"))?
+        .to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let raw = rgb.into_raw();
+    let buffer = image::RgbImage::from_raw(w, h, raw)
+        .ok_or_else(|| "screenshot buffer has the wrong size".to_string())?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    buffer
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
+    osteolab::atomic::write_bytes_atomic(path, png.get_ref()).map_err(|e| e.to_string())
+}

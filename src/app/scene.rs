@@ -1,0 +1,306 @@
+//! The 3-D scene: render-quality choice (software vs GPU), the bone surface entity, its
+//! materials, and the conversion from the core's `SurfaceMesh` to a `bevy::Mesh`.
+
+use std::sync::Arc;
+
+use bevy::asset::{RenderAssetUsages, uuid_handle};
+use bevy::core_pipeline::tonemapping::Tonemapping;
+use bevy::mesh::{Indices, PrimitiveTopology};
+use bevy::prelude::*;
+use bevy::render::render_resource::AsBindGroup;
+use bevy::render::renderer::RenderAdapterInfo;
+use bevy::shader::ShaderRef;
+
+use osteolab::mesh::SurfaceMesh;
+use osteolab::runner::{SED_FIELD, Snapshot};
+
+use super::camera::OrbitCamera;
+use super::colormap::{ColorScale, ScaleKind, viridis_srgb};
+
+/// Colour of bone before any field is shown (sRGB, a light ivory).
+const BONE_SRGB: [f32; 3] = [0.87, 0.83, 0.74];
+
+/// The scene is scaled so the model's bounding-box diagonal is this many world units.
+const MODEL_DIAGONAL_UNITS: f32 = 10.0;
+
+const HEADLIGHT_SHADER: Handle<Shader> = uuid_handle!("6c1f0b8e-3d52-4f4c-9a57-1d0b6f0e8a11");
+
+/// Lit vertex-colour material for software rasterisers (see `headlight.wgsl`).
+#[derive(Asset, TypePath, AsBindGroup, Debug, Clone, Default)]
+pub struct HeadlightMaterial {}
+
+impl Material for HeadlightMaterial {
+    fn fragment_shader() -> ShaderRef {
+        ShaderRef::Handle(HEADLIGHT_SHADER)
+    }
+    fn enable_prepass() -> bool {
+        false
+    }
+    fn enable_shadows() -> bool {
+        false
+    }
+}
+
+/// Which rendering path is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenderQuality {
+    /// Adapter not known yet (render resources are created asynchronously).
+    Pending,
+    /// CPU rasteriser: MSAA off, cheap headlight material.
+    Software { adapter: String },
+    /// Hardware GPU: PBR StandardMaterial, MSAA 4×.
+    Gpu { adapter: String },
+}
+
+impl RenderQuality {
+    pub fn label(&self) -> String {
+        match self {
+            RenderQuality::Pending => "renderer: starting…".into(),
+            RenderQuality::Software { adapter } => {
+                format!("{adapter} (software): fast shading, MSAA off")
+            }
+            RenderQuality::Gpu { adapter } => format!("{adapter}: PBR, MSAA 4×"),
+        }
+    }
+}
+
+#[derive(Resource)]
+pub struct SceneState {
+    pub quality: RenderQuality,
+    pub scale_kind: ScaleKind,
+    /// The colour scale in use (after a solve), for the colour bar.
+    pub color_scale: Option<ColorScale>,
+    /// The snapshot currently displayed.
+    pub shown: Option<Arc<Snapshot>>,
+    /// Set when the mesh must be rebuilt (new snapshot, scale change, quality decided).
+    pub dirty: bool,
+    /// Set when the camera should frame a newly loaded model.
+    pub reframe: bool,
+    /// Frames rendered since the current snapshot was put on screen.
+    pub frames_since_shown: u32,
+    model_root: Entity,
+    surface: Entity,
+    mesh: Option<Handle<Mesh>>,
+    pbr: Handle<StandardMaterial>,
+    headlight: Handle<HeadlightMaterial>,
+}
+
+#[derive(Component)]
+pub struct MainCamera;
+
+pub struct ScenePlugin;
+
+impl Plugin for ScenePlugin {
+    fn build(&self, app: &mut App) {
+        app.world_mut()
+            .resource_mut::<Assets<Shader>>()
+            .insert(
+                HEADLIGHT_SHADER.id(),
+                Shader::from_wgsl(include_str!("headlight.wgsl"), "osteolab/app/headlight.wgsl"),
+            )
+            .expect("the headlight shader handle is a fixed UUID and cannot be stale");
+        app.add_plugins(MaterialPlugin::<HeadlightMaterial>::default())
+            .add_systems(Startup, setup_scene)
+            .add_systems(Update, (detect_render_quality, update_surface).chain());
+    }
+}
+
+fn setup_scene(
+    mut commands: Commands,
+    mut pbr_materials: ResMut<Assets<StandardMaterial>>,
+    mut headlight_materials: ResMut<Assets<HeadlightMaterial>>,
+) {
+    commands.insert_resource(ClearColor(Color::srgb(0.11, 0.12, 0.14)));
+    commands.insert_resource(GlobalAmbientLight {
+        color: Color::WHITE,
+        brightness: 250.0,
+        ..default()
+    });
+    // Camera: MSAA off until the adapter is known (a software adapter keeps it off).
+    commands
+        .spawn((
+            MainCamera,
+            Camera3d::default(),
+            Msaa::Off,
+            // Scientific colour maps must not be tone-mapped.
+            Tonemapping::None,
+            OrbitCamera::default(),
+            Transform::from_xyz(0.0, 0.0, 20.0).looking_at(Vec3::ZERO, Vec3::Y),
+        ))
+        .with_children(|c| {
+            // Headlight for the PBR path, slightly above and left of the eye.
+            c.spawn((
+                DirectionalLight {
+                    illuminance: 6_000.0,
+                    shadow_maps_enabled: false,
+                    ..default()
+                },
+                Transform::from_xyz(-0.3, 0.5, 1.0).looking_at(Vec3::ZERO, Vec3::Y),
+            ));
+        });
+    let model_root = commands
+        .spawn((Transform::default(), Visibility::default()))
+        .id();
+    let surface = commands
+        .spawn((Transform::default(), Visibility::Hidden, ChildOf(model_root)))
+        .id();
+    let pbr = pbr_materials.add(StandardMaterial {
+        base_color: Color::WHITE,
+        perceptual_roughness: 0.55,
+        reflectance: 0.3,
+        double_sided: true,
+        cull_mode: None,
+        ..default()
+    });
+    let headlight = headlight_materials.add(HeadlightMaterial::default());
+    commands.insert_resource(SceneState {
+        quality: RenderQuality::Pending,
+        scale_kind: ScaleKind::Log,
+        color_scale: None,
+        shown: None,
+        dirty: false,
+        reframe: false,
+        frames_since_shown: 0,
+        model_root,
+        surface,
+        mesh: None,
+        pbr,
+        headlight,
+    });
+}
+
+/// Picks the rendering path once the render adapter is known. `OSTEOLAB_RENDER=software|gpu`
+/// overrides the detection.
+fn detect_render_quality(
+    adapter: Option<Res<RenderAdapterInfo>>,
+    mut scene: ResMut<SceneState>,
+    mut cameras: Query<&mut Msaa, With<MainCamera>>,
+) {
+    if scene.quality != RenderQuality::Pending {
+        return;
+    }
+    let Some(adapter) = adapter else {
+        return;
+    };
+    let info = &adapter.0;
+    let name = info.name.clone();
+    // wgpu's DeviceType is not re-exported by Bevy; its Debug name is stable ("Cpu").
+    let detected_cpu = format!("{:?}", info.device_type) == "Cpu"
+        || ["llvmpipe", "lavapipe", "swiftshader", "softpipe"]
+            .iter()
+            .any(|s| name.to_lowercase().contains(s));
+    let software = match std::env::var("OSTEOLAB_RENDER").as_deref() {
+        Ok("software") => true,
+        Ok("gpu") => false,
+        _ => detected_cpu,
+    };
+    scene.quality = if software {
+        RenderQuality::Software { adapter: name }
+    } else {
+        RenderQuality::Gpu { adapter: name }
+    };
+    info!("render path: {}", scene.quality.label());
+    for mut msaa in &mut cameras {
+        *msaa = if software { Msaa::Off } else { Msaa::Sample4 };
+    }
+    scene.dirty = true;
+}
+
+/// Rebuilds the surface mesh entity when the shown snapshot or the colour scale changed.
+fn update_surface(
+    mut commands: Commands,
+    mut scene: ResMut<SceneState>,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut transforms: Query<&mut Transform>,
+    mut cameras: Query<&mut OrbitCamera, With<MainCamera>>,
+) {
+    scene.frames_since_shown = scene.frames_since_shown.saturating_add(1);
+    if !scene.dirty || scene.quality == RenderQuality::Pending {
+        return;
+    }
+    scene.dirty = false;
+    let Some(snapshot) = scene.shown.clone() else {
+        return;
+    };
+    let field = snapshot.field(SED_FIELD);
+    let scale = field.map(|f| ColorScale::robust(scene.scale_kind, f));
+    scene.color_scale = scale;
+    let mesh = to_bevy_mesh(&snapshot.mesh, field.zip(scale));
+    let handle = meshes.add(mesh);
+    if let Some(old) = scene.mesh.replace(handle.clone()) {
+        meshes.remove(&old);
+    }
+    let software = matches!(scene.quality, RenderQuality::Software { .. });
+    let mut surface = commands.entity(scene.surface);
+    surface.insert((Mesh3d(handle), Visibility::Visible));
+    if software {
+        surface
+            .remove::<MeshMaterial3d<StandardMaterial>>()
+            .insert(MeshMaterial3d(scene.headlight.clone()));
+    } else {
+        surface
+            .remove::<MeshMaterial3d<HeadlightMaterial>>()
+            .insert(MeshMaterial3d(scene.pbr.clone()));
+    }
+    scene.frames_since_shown = 0;
+
+    if scene.reframe {
+        scene.reframe = false;
+        if let Some((lo, hi)) = bounds(&snapshot.mesh) {
+            // z (the loading axis) up on screen, model centred at the origin, diagonal scaled
+            // to MODEL_DIAGONAL_UNITS.
+            let rotation = Quat::from_rotation_x(-std::f32::consts::FRAC_PI_2);
+            let centre = (lo + hi) * 0.5;
+            let diagonal = (hi - lo).length().max(1e-6);
+            let s = MODEL_DIAGONAL_UNITS / diagonal;
+            if let Ok(mut t) = transforms.get_mut(scene.model_root) {
+                *t = Transform {
+                    translation: -(rotation * centre) * s,
+                    rotation,
+                    scale: Vec3::splat(s),
+                };
+            }
+            for mut orbit in &mut cameras {
+                orbit.frame(MODEL_DIAGONAL_UNITS * 0.5);
+            }
+        }
+    }
+}
+
+fn bounds(mesh: &SurfaceMesh) -> Option<(Vec3, Vec3)> {
+    let mut it = mesh.positions.iter().map(|p| Vec3::from_array(*p));
+    let first = it.next()?;
+    Some(it.fold((first, first), |(lo, hi), p| (lo.min(p), hi.max(p))))
+}
+
+/// Converts a core surface mesh to a Bevy mesh with linear-RGB vertex colours: the bone colour,
+/// or the field through `scale` and viridis.
+pub fn to_bevy_mesh(surface: &SurfaceMesh, field: Option<(&[f32], ColorScale)>) -> Mesh {
+    let n = surface.positions.len();
+    let colors: Vec<[f32; 4]> = match field {
+        Some((values, scale)) if values.len() == n => values
+            .iter()
+            .map(|&v| srgb_to_linear_rgba(viridis_srgb(scale.normalize(v))))
+            .collect(),
+        _ => vec![srgb_to_linear_rgba(BONE_SRGB); n],
+    };
+    let normals = if surface.normals.len() == n {
+        surface.normals.clone()
+    } else {
+        vec![[0.0, 0.0, 1.0]; n]
+    };
+    let mut mesh = Mesh::new(
+        PrimitiveTopology::TriangleList,
+        RenderAssetUsages::RENDER_WORLD,
+    );
+    mesh.insert_attribute(Mesh::ATTRIBUTE_POSITION, surface.positions.clone());
+    mesh.insert_attribute(Mesh::ATTRIBUTE_NORMAL, normals);
+    mesh.insert_attribute(Mesh::ATTRIBUTE_COLOR, colors);
+    mesh.insert_indices(Indices::U32(surface.indices.clone()));
+    mesh
+}
+
+pub fn srgb_to_linear_rgba(c: [f32; 3]) -> [f32; 4] {
+    let l = Color::srgb(c[0], c[1], c[2]).to_linear();
+    [l.red, l.green, l.blue, 1.0]
+}

@@ -1,0 +1,19 @@
+//! # osteolab: the simulation core
+//!
+//! Multiscale simulation of vertebral bone loss and recovery after Vemparala et al. (2025,
+//! Int J Numer Method Biomed Eng, doi 10.1002/cnm.70097). This crate knows nothing of windows,
+//! Bevy or egui: the app (`src/app`, feature `gui`) and the command line are consumers of it.
+//!
+//! - [`volume`]: voxel grids, readers and writers, segmentation.
+//! - [`morph`]: trabecular morphometry (BoneJ / Scanco conventions).
+//! - [`fe`]: matrix-free voxel micro-FE with a multigrid-preconditioned CG solver.
+//! - [`mesh`]: surface extraction and exporters.
+//! - [`runner`]: the simulation thread (commands in, events and snapshots out).
+
+pub mod atomic;
+pub mod fe;
+pub mod mesh;
+pub mod morph;
+pub mod runner;
+pub mod synthetic;
+pub mod volume;

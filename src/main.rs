@@ -1,0 +1,74 @@
+//! `osteolab`: with no subcommand, opens the app on the built-in microstructure; with a
+//! subcommand, runs headless (design §4). Errors are reported here, once, as one line.
+
+#[cfg(feature = "gui")]
+mod app;
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Multiscale simulation of vertebral bone loss and recovery.
+#[derive(Parser, Debug)]
+#[command(name = "osteolab", version, about, long_about = None)]
+struct Args {
+    /// Render N frames (see --frames), save a screenshot of the window to PATH, then exit.
+    #[arg(long, value_name = "PATH", global = false)]
+    screenshot: Option<PathBuf>,
+    /// Frames to render before the screenshot.
+    #[arg(long, default_value_t = 120)]
+    frames: u32,
+    /// Start a micro-FE solve on the built-in structure as soon as the app opens.
+    #[arg(long)]
+    solve_on_start: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Micro-FE of a segmented volume: apparent modulus, reaction force, strain energy.
+    Fe(cli::FeArgs),
+    /// Trabecular morphometry (BV/TV, BS/BV, Tb.Th, Tb.Sp, Tb.N, Conn.D, DA, SMI).
+    Morph(cli::MorphArgs),
+    /// Surface mesh of a segmented volume, written as STL, PLY, OBJ or VTK.
+    Mesh(cli::MeshArgs),
+    /// Segment a volume and write the bone mask as a uint8 sidecar volume (0 / 255).
+    Segment(cli::SegmentArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Some(Command::Fe(a)) => cli::fe(&a),
+        Some(Command::Morph(a)) => cli::morph(&a),
+        Some(Command::Mesh(a)) => cli::mesh(&a),
+        Some(Command::Segment(a)) => cli::segment(&a),
+        None => open_app(args.screenshot, args.frames, args.solve_on_start),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("osteolab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "gui")]
+fn open_app(screenshot: Option<PathBuf>, frames: u32, solve_on_start: bool) -> anyhow::Result<()> {
+    app::run(app::AppOptions {
+        screenshot,
+        frames,
+        solve_on_start,
+    })
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_app(_: Option<PathBuf>, _: u32, _: bool) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this osteolab was built without the `gui` feature; use a subcommand (see --help)"
+    )
+}

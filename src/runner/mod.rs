@@ -1,0 +1,801 @@
+//! The simulation thread: commands in, events and snapshots out, a cancel token.
+//!
+//! One long-lived thread owns the simulation state (the loaded microstructure, its live-view
+//! surface mesh, the last FE solution). Consumers (the app, the command line, tests) talk to it
+//! only through a [`Runner`] handle:
+//!
+//! - **Commands in** over an unbounded channel ([`Command`]): tiny messages that never block.
+//! - **Events out** over a bounded channel ([`Event`]): [`Event::SolverProgress`] is best effort
+//!   (`try_send`; when the consumer lags, progress points are dropped and counted, see
+//!   [`Runner::dropped_progress`]); [`Event::Started`], [`Event::Stage`] and [`Event::Finished`]
+//!   are lossless.
+//! - **Big data out** through a latest-wins slot ([`LatestSlot`] of [`Snapshot`]): surface meshes
+//!   with per-vertex scalar fields and the FE summary. The consumer clones the `Arc` only when the
+//!   generation changed; the simulation never waits for the screen.
+//! - **Waker**: an optional closure, called after every event or snapshot, that the app uses to
+//!   wake a reactive (idle) window.
+//! - **Cancellation**: [`Runner::cancel`] (or [`Command::Cancel`]) cancels the running job and
+//!   every job queued before it, through an `AtomicBool` that the FE solver checks each
+//!   iteration. It takes effect at once, without waiting for the worker to read the command.
+//! - **Shutdown**: [`Runner::shutdown`] cancels, sends [`Command::Shutdown`], drops the event
+//!   receiver (so the worker can never block on a full channel) and joins with a timeout.
+//!
+//! The pattern follows Bevy's `external_source_external_thread` example and rerun's
+//! "one channel in, one channel out, drained each frame under a budget" design.
+
+mod slot;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::fe::{BoundaryCondition, Material};
+use crate::mesh::SurfaceMesh;
+use crate::synthetic::SyntheticParams;
+use crate::volume::Grid;
+use crate::volume::segment::SegmentParams;
+
+pub use slot::LatestSlot;
+
+/// Name of the per-vertex scalar field carrying the strain energy density (MPa = mJ/mm³) on the
+/// surface mesh of a [`Snapshot`] after a solve.
+pub const SED_FIELD: &str = "sed_mpa";
+
+/// Default upper bound on the triangle count of the live-view surface mesh. Software renderers
+/// (Mesa lavapipe) draw about 10 k triangles per millisecond, so 150 k keeps the view
+/// interactive; larger structures are meshed on a coarser `step`.
+pub const DEFAULT_MAX_LIVE_TRIANGLES: usize = 150_000;
+
+/// Sequence number of a command; a job is identified by the number of the command that
+/// started it.
+pub type JobId = u64;
+
+/// A closure called (from the simulation thread) whenever an event or snapshot is published.
+pub type Waker = Box<dyn Fn() + Send + Sync>;
+
+/// What to load and how to segment it.
+#[derive(Clone, Debug)]
+pub struct LoadVolumeParams {
+    /// Path of the volume (`.json` sidecar, NIfTI, DICOM folder, image stack).
+    pub path: PathBuf,
+    /// Segmentation: threshold (Otsu or a value) and Gaussian smoothing.
+    pub segment: SegmentParams,
+}
+
+/// An axial compression/tension test of the loaded microstructure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SolveRequest {
+    /// Tissue material (isotropic linear elastic).
+    pub material: Material,
+    /// Boundary condition along z.
+    pub bc: BoundaryCondition,
+    /// Applied apparent strain along z (negative = compression).
+    pub strain: f64,
+    /// Relative residual at which PCG stops.
+    pub tolerance: f64,
+    /// Iteration cap of the solver.
+    pub max_iterations: usize,
+}
+
+impl Default for SolveRequest {
+    fn default() -> Self {
+        Self {
+            material: Material {
+                young_modulus_mpa: 10_000.0,
+                poisson_ratio: 0.3,
+            },
+            bc: BoundaryCondition::AxialFree,
+            strain: -0.01,
+            tolerance: 1e-6,
+            max_iterations: 20_000,
+        }
+    }
+}
+
+/// Commands accepted by the simulation thread.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Read a volume from disk, segment it, mesh it; replaces the current microstructure.
+    LoadVolume(LoadVolumeParams),
+    /// Generate the built-in synthetic trabecular structure; replaces the current one.
+    GenerateSynthetic(SyntheticParams),
+    /// Solve an axial test on the current microstructure and recolour the mesh by SED.
+    Solve(SolveRequest),
+    /// Cancel the running job and every job queued before this command.
+    Cancel,
+    /// Stop the thread (after cancelling whatever runs).
+    Shutdown,
+}
+
+/// The kind of a job, echoed in its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    LoadVolume,
+    GenerateSynthetic,
+    Solve,
+}
+
+impl JobKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            JobKind::LoadVolume => "load volume",
+            JobKind::GenerateSynthetic => "generate synthetic",
+            JobKind::Solve => "solve",
+        }
+    }
+}
+
+/// Where the current microstructure came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// The built-in procedural structure.
+    Synthetic(SyntheticParams),
+    /// A volume file, segmented with the given parameters.
+    File {
+        path: PathBuf,
+        segment: SegmentParams,
+    },
+}
+
+/// Description of the current microstructure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// Human-readable label, e.g. "synthetic (BV/TV 0.25, 64³)" or the file name.
+    pub label: String,
+    pub source: ModelSource,
+    pub grid: Grid,
+    pub bone_voxels: usize,
+    pub bv_tv: f64,
+    /// Grey-value threshold the segmentation used (files only).
+    pub threshold: Option<f64>,
+}
+
+impl ModelInfo {
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self.source, ModelSource::Synthetic(_))
+    }
+}
+
+/// Results of an axial solve, without the per-voxel fields.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FeSummary {
+    pub request: SolveRequest,
+    pub dofs: usize,
+    pub elements: usize,
+    pub iterations: usize,
+    pub relative_residual: f64,
+    pub reaction_force_n: f64,
+    pub e_app_mpa: f64,
+    pub strain_energy_mj: f64,
+    pub seconds: f64,
+    /// Minimum and maximum strain energy density over bone voxels, MPa.
+    pub sed_range_mpa: [f32; 2],
+    /// Minimum and maximum of the per-vertex SED on the surface mesh, MPa.
+    pub surface_sed_range_mpa: [f32; 2],
+}
+
+/// The big, latest-wins state published by the simulation thread.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub model: Arc<ModelInfo>,
+    /// Live-view surface in world coordinates (mm); after a solve it carries the
+    /// [`SED_FIELD`] per-vertex scalar.
+    pub mesh: Arc<SurfaceMesh>,
+    /// Voxel step the live mesh was extracted with (1 = full resolution).
+    pub mesh_step: usize,
+    /// The last solve on this microstructure, if any.
+    pub fe: Option<FeSummary>,
+}
+
+impl Snapshot {
+    /// The per-vertex scalar field called `name`, if present.
+    pub fn field(&self, name: &str) -> Option<&[f32]> {
+        self.mesh
+            .scalars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// What a completed job produced (the big data is in the snapshot slot).
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobReport {
+    /// A microstructure was loaded or generated.
+    Model(Arc<ModelInfo>),
+    /// A solve finished.
+    Solve(FeSummary),
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed(JobReport),
+    /// Cancelled; for solves, the iteration at which the solver stopped.
+    Cancelled { iteration: Option<usize> },
+    /// Failed; the message names the file or parameter at fault.
+    Failed(String),
+}
+
+/// Events emitted by the simulation thread.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Started {
+        job: JobId,
+        kind: JobKind,
+    },
+    /// A human-readable stage within a job ("reading …", "segmenting", "meshing").
+    Stage {
+        job: JobId,
+        message: String,
+    },
+    /// One PCG iteration (best effort: may be dropped when the consumer lags).
+    SolverProgress {
+        job: JobId,
+        iteration: usize,
+        relative_residual: f64,
+    },
+    Finished {
+        job: JobId,
+        kind: JobKind,
+        outcome: Outcome,
+    },
+}
+
+/// Construction options of a [`Runner`].
+pub struct RunnerOptions {
+    /// Called after every event and snapshot (e.g. wakes the winit event loop).
+    pub waker: Option<Waker>,
+    /// Threads of the runner-owned rayon pool used by solves and meshing (`None` = one per
+    /// core). The app leaves a core to the renderer.
+    pub solver_threads: Option<usize>,
+    /// Capacity of the bounded event channel.
+    pub event_capacity: usize,
+    /// Upper bound on the live-view mesh triangle count (the extraction step is raised until
+    /// the mesh fits).
+    pub max_live_triangles: usize,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            waker: None,
+            solver_threads: None,
+            event_capacity: 1024,
+            max_live_triangles: DEFAULT_MAX_LIVE_TRIANGLES,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunnerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerOptions")
+            .field("waker", &self.waker.is_some())
+            .field("solver_threads", &self.solver_threads)
+            .field("event_capacity", &self.event_capacity)
+            .field("max_live_triangles", &self.max_live_triangles)
+            .finish()
+    }
+}
+
+/// Errors of the runner handle itself (job failures travel as [`Outcome::Failed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("could not start the simulation thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("could not build the solver thread pool: {0}")]
+    ThreadPool(String),
+    #[error("the simulation thread has stopped")]
+    Stopped,
+    #[error("the simulation thread did not stop within {0:?}")]
+    ShutdownTimeout(Duration),
+    #[error("the simulation thread panicked")]
+    Panicked,
+}
+
+/// State shared between the handle and the worker for cancellation.
+#[derive(Debug, Default)]
+pub(crate) struct CancelState {
+    /// Checked by long loops (the FE solver) of the running job.
+    pub(crate) flag: AtomicBool,
+    /// Every job with an id ≤ this value is cancelled.
+    pub(crate) cancelled_through: AtomicU64,
+}
+
+impl CancelState {
+    /// Called by the worker before a job starts: clears the flag, then reports whether the job
+    /// was already cancelled. The order (clear, then check) means a cancel that races with the
+    /// start is never lost: either the check sees `cancelled_through`, or the flag is set after
+    /// it was cleared.
+    pub(crate) fn begin_job(&self, job: JobId) -> bool {
+        self.flag.store(false, Ordering::SeqCst);
+        self.cancelled_through.load(Ordering::SeqCst) >= job
+    }
+
+    /// Whether the job should stop now.
+    pub(crate) fn is_cancelled(&self, job: JobId) -> bool {
+        self.flag.load(Ordering::SeqCst) || self.cancelled_through.load(Ordering::SeqCst) >= job
+    }
+
+    fn cancel_through(&self, job: JobId) {
+        self.cancelled_through.fetch_max(job, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A command with its sequence number.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub(crate) job: JobId,
+    pub(crate) command: Command,
+}
+
+/// Handle to the simulation thread. `Sync`, so it can live in a shared resource.
+pub struct Runner {
+    commands: Sender<Envelope>,
+    events: Mutex<Option<Receiver<Event>>>,
+    snapshots: LatestSlot<Snapshot>,
+    cancel: Arc<CancelState>,
+    next_job: AtomicU64,
+    dropped_progress: Arc<AtomicU64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("next_job", &self.next_job)
+            .field("snapshot_generation", &self.snapshots.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Starts the simulation thread.
+    pub fn spawn(options: RunnerOptions) -> Result<Self, RunnerError> {
+        let (command_tx, command_rx) = mpsc::channel();
+        let (event_tx, event_rx) = mpsc::sync_channel(options.event_capacity.max(1));
+        let snapshots = LatestSlot::new();
+        let cancel = Arc::new(CancelState::default());
+        let dropped_progress = Arc::new(AtomicU64::new(0));
+        let pool = {
+            let mut builder = rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("osteolab-solver-{i}"));
+            if let Some(n) = options.solver_threads {
+                builder = builder.num_threads(n.max(1));
+            }
+            builder
+                .build()
+                .map_err(|e| RunnerError::ThreadPool(e.to_string()))?
+        };
+        let worker = worker::Worker::new(
+            command_rx,
+            worker::Emitter::new(event_tx, options.waker, Arc::clone(&dropped_progress)),
+            snapshots.clone(),
+            Arc::clone(&cancel),
+            pool,
+            options.max_live_triangles.max(12),
+        );
+        let thread = std::thread::Builder::new()
+            .name("osteolab-runner".into())
+            .spawn(move || worker.run())
+            .map_err(RunnerError::Spawn)?;
+        Ok(Self {
+            commands: command_tx,
+            events: Mutex::new(Some(event_rx)),
+            snapshots,
+            cancel,
+            next_job: AtomicU64::new(1),
+            dropped_progress,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Sends a command and returns its sequence number (the job id for jobs).
+    /// [`Command::Cancel`] takes effect immediately (see [`Runner::cancel`]).
+    pub fn send(&self, command: Command) -> Result<JobId, RunnerError> {
+        let job = self.next_job.fetch_add(1, Ordering::SeqCst);
+        if matches!(command, Command::Cancel | Command::Shutdown) {
+            self.cancel.cancel_through(job);
+        }
+        self.commands
+            .send(Envelope { job, command })
+            .map_err(|_| RunnerError::Stopped)?;
+        Ok(job)
+    }
+
+    /// Cancels the running job and every job queued before this call.
+    pub fn cancel(&self) -> Result<JobId, RunnerError> {
+        self.send(Command::Cancel)
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        let guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref()?.try_recv() {
+            Ok(e) => Some(e),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+
+    /// Waits up to `timeout` for the next event (`None` on timeout or when the thread stopped).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        let guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref()?.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Drains waiting events, at most `max_events` of them or until `budget` has elapsed.
+    pub fn drain(&self, max_events: usize, budget: Duration) -> Vec<Event> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(rx) = guard.as_ref() else {
+            return out;
+        };
+        while out.len() < max_events && start.elapsed() < budget {
+            match rx.try_recv() {
+                Ok(e) => out.push(e),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// The latest snapshot if it is newer than generation `seen` (updated in place).
+    pub fn latest_snapshot(&self, seen: &mut u64) -> Option<Arc<Snapshot>> {
+        self.snapshots.latest_if_newer(seen)
+    }
+
+    /// A clone of the snapshot slot (for readers on other threads).
+    pub fn snapshots(&self) -> LatestSlot<Snapshot> {
+        self.snapshots.clone()
+    }
+
+    /// Number of [`Event::SolverProgress`] events dropped because the channel was full.
+    pub fn dropped_progress(&self) -> u64 {
+        self.dropped_progress.load(Ordering::Relaxed)
+    }
+
+    /// Whether the simulation thread is still running.
+    pub fn is_running(&self) -> bool {
+        let guard = self.thread.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the thread: cancels the running job, sends [`Command::Shutdown`], drops the event
+    /// receiver and joins within `timeout`. Idempotent. On timeout the thread is detached.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), RunnerError> {
+        let Some(thread) = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(());
+        };
+        // Either may fail if the thread already stopped; joining below reports how it ended.
+        let _ = self.send(Command::Shutdown);
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let deadline = Instant::now() + timeout;
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return Err(RunnerError::ShutdownTimeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        thread.join().map_err(|_| RunnerError::Panicked)
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.shutdown(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// A small synthetic cube (24³ voxels of 40 µm, BV/TV 0.3, spacing 0.4 mm) that solves in
+    /// well under a second.
+    fn small_synthetic() -> SyntheticParams {
+        SyntheticParams {
+            size_voxels: 24,
+            voxel_size_mm: 0.04,
+            bv_tv: 0.3,
+            wavelength_mm: 0.4,
+            ..SyntheticParams::default()
+        }
+    }
+
+    /// Collects events until the job `job` finishes; panics on timeout.
+    fn events_until_finished(runner: &Runner, job: JobId) -> Vec<Event> {
+        let mut out = Vec::new();
+        let start = Instant::now();
+        loop {
+            let e = runner
+                .recv_timeout(Duration::from_millis(200))
+                .or_else(|| {
+                    assert!(start.elapsed() < EVENT_TIMEOUT, "no Finished for job {job}");
+                    None
+                });
+            if let Some(e) = e {
+                let done = matches!(&e, Event::Finished { job: j, .. } if *j == job);
+                out.push(e);
+                if done {
+                    return out;
+                }
+            }
+        }
+    }
+
+    fn outcome_of(events: &[Event], job: JobId) -> &Outcome {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Finished { job: j, outcome, .. } if *j == job => Some(outcome),
+                _ => None,
+            })
+            .expect("job finished")
+    }
+
+    fn spawn() -> Runner {
+        Runner::spawn(RunnerOptions {
+            solver_threads: Some(2),
+            ..RunnerOptions::default()
+        })
+        .expect("runner starts")
+    }
+
+    #[test]
+    fn synthetic_solve_goes_started_progress_finished_with_sed_snapshot() {
+        let woken = Arc::new(AtomicU64::new(0));
+        let w = Arc::clone(&woken);
+        let runner = Runner::spawn(RunnerOptions {
+            waker: Some(Box::new(move || {
+                w.fetch_add(1, Ordering::Relaxed);
+            })),
+            solver_threads: Some(2),
+            ..RunnerOptions::default()
+        })
+        .unwrap();
+        let generate = runner
+            .send(Command::GenerateSynthetic(small_synthetic()))
+            .unwrap();
+        let events = events_until_finished(&runner, generate);
+        let Outcome::Completed(JobReport::Model(info)) = outcome_of(&events, generate) else {
+            panic!("generation failed: {events:?}");
+        };
+        assert!(info.is_synthetic());
+        assert!((info.bv_tv - 0.3).abs() < 0.02, "BV/TV {}", info.bv_tv);
+        let mut seen = 0;
+        let first = runner.latest_snapshot(&mut seen).expect("mesh published");
+        assert!(first.mesh.indices.len() >= 3 && first.fe.is_none());
+        assert!(first.field(SED_FIELD).is_none());
+
+        let solve = runner
+            .send(Command::Solve(SolveRequest {
+                tolerance: 1e-6,
+                ..SolveRequest::default()
+            }))
+            .unwrap();
+        let events = events_until_finished(&runner, solve);
+        // Order: Started first, then progress with increasing iterations, Finished last.
+        assert!(matches!(
+            events.first(),
+            Some(Event::Started { kind: JobKind::Solve, .. })
+        ));
+        let iterations: Vec<usize> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SolverProgress { iteration, .. } => Some(*iteration),
+                _ => None,
+            })
+            .collect();
+        assert!(!iterations.is_empty(), "no progress events: {events:?}");
+        assert!(iterations.windows(2).all(|w| w[0] < w[1]));
+        let Outcome::Completed(JobReport::Solve(summary)) = outcome_of(&events, solve) else {
+            panic!("solve did not complete: {events:?}");
+        };
+        assert!(summary.iterations > 0 && summary.relative_residual <= 1e-6);
+        // Compression: negative reaction, positive apparent modulus below the tissue modulus.
+        assert!(summary.reaction_force_n < 0.0);
+        assert!(summary.e_app_mpa > 0.0 && summary.e_app_mpa < 10_000.0);
+
+        let snap = runner.latest_snapshot(&mut seen).expect("coloured mesh published");
+        assert_eq!(snap.fe, Some(*summary));
+        assert!(Arc::ptr_eq(&snap.model, &first.model), "same microstructure");
+        let sed = snap.field(SED_FIELD).expect("sed_mpa field");
+        assert_eq!(sed.len(), snap.mesh.positions.len());
+        // Every vertex value is a (weighted mean of) bone-voxel SED, so it lies within the
+        // voxel range; tolerance 1e-6 relative for the f32 weighting.
+        let [lo, hi] = summary.sed_range_mpa;
+        assert!(hi > 0.0);
+        let slack = 1e-6 * hi;
+        assert!(sed.iter().all(|v| v.is_finite() && *v >= -slack && *v <= hi + slack));
+        assert!(lo >= 0.0);
+        assert!(woken.load(Ordering::Relaxed) >= 4, "waker called on events");
+        runner.shutdown(Duration::from_secs(10)).unwrap();
+    }
+
+    #[test]
+    fn cancel_mid_solve_ends_with_cancelled_outcome() {
+        let runner = spawn();
+        let generate = runner
+            .send(Command::GenerateSynthetic(SyntheticParams {
+                size_voxels: 32,
+                ..small_synthetic()
+            }))
+            .unwrap();
+        events_until_finished(&runner, generate);
+        // An unreachable tolerance: the solve can only end by cancellation.
+        let solve = runner
+            .send(Command::Solve(SolveRequest {
+                tolerance: 1e-30,
+                ..SolveRequest::default()
+            }))
+            .unwrap();
+        let start = Instant::now();
+        let mut outcome = None;
+        let mut cancelled = false;
+        while outcome.is_none() {
+            assert!(start.elapsed() < EVENT_TIMEOUT);
+            match runner.recv_timeout(Duration::from_millis(200)) {
+                Some(Event::SolverProgress { .. }) if !cancelled => {
+                    runner.cancel().unwrap();
+                    cancelled = true;
+                }
+                Some(Event::Finished { job, outcome: o, .. }) if job == solve => outcome = Some(o),
+                _ => {}
+            }
+        }
+        assert!(cancelled, "no progress before the end");
+        match outcome.unwrap() {
+            // The solver reports the iteration it stopped at (0 = before the first update).
+            Outcome::Cancelled { iteration: Some(_) } => {}
+            other => panic!("expected Cancelled, got {other:?}"),
+        }
+        // The runner stays usable: a later solve is not affected by the earlier cancel.
+        let again = runner
+            .send(Command::Solve(SolveRequest {
+                tolerance: 1e-4,
+                ..SolveRequest::default()
+            }))
+            .unwrap();
+        let events = events_until_finished(&runner, again);
+        assert!(matches!(
+            outcome_of(&events, again),
+            Outcome::Completed(JobReport::Solve(_))
+        ));
+        runner.shutdown(Duration::from_secs(10)).unwrap();
+    }
+
+    #[test]
+    fn cancel_before_start_cancels_queued_jobs_only() {
+        let runner = spawn();
+        let a = runner
+            .send(Command::GenerateSynthetic(small_synthetic()))
+            .unwrap();
+        let b = runner.send(Command::Solve(SolveRequest::default())).unwrap();
+        runner.cancel().unwrap();
+        let c = runner
+            .send(Command::GenerateSynthetic(small_synthetic()))
+            .unwrap();
+        let events = events_until_finished(&runner, c);
+        assert!(matches!(
+            outcome_of(&events, a),
+            Outcome::Cancelled { .. } | Outcome::Completed(_)
+        ));
+        assert_eq!(
+            outcome_of(&events, b),
+            &Outcome::Cancelled { iteration: None }
+        );
+        assert!(matches!(outcome_of(&events, c), Outcome::Completed(_)));
+    }
+
+    #[test]
+    fn bad_path_gives_failed_event_naming_the_file() {
+        let runner = spawn();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-volume.json");
+        let job = runner
+            .send(Command::LoadVolume(LoadVolumeParams {
+                path: path.clone(),
+                segment: SegmentParams::default(),
+            }))
+            .unwrap();
+        let events = events_until_finished(&runner, job);
+        match outcome_of(&events, job) {
+            Outcome::Failed(message) => {
+                assert!(message.contains("no-such-volume.json"), "{message}")
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        // Solving with nothing loaded fails cleanly too.
+        let solve = runner.send(Command::Solve(SolveRequest::default())).unwrap();
+        let events = events_until_finished(&runner, solve);
+        assert!(matches!(outcome_of(&events, solve), Outcome::Failed(m) if m.contains("no microstructure")));
+    }
+
+    #[test]
+    fn shutdown_joins_even_while_solving() {
+        let runner = spawn();
+        let generate = runner
+            .send(Command::GenerateSynthetic(small_synthetic()))
+            .unwrap();
+        events_until_finished(&runner, generate);
+        runner
+            .send(Command::Solve(SolveRequest {
+                tolerance: 1e-30,
+                ..SolveRequest::default()
+            }))
+            .unwrap();
+        // Wait until the solve is iterating, then stop without draining further events.
+        let start = Instant::now();
+        while !matches!(
+            runner.recv_timeout(Duration::from_millis(200)),
+            Some(Event::SolverProgress { .. })
+        ) {
+            assert!(start.elapsed() < EVENT_TIMEOUT);
+        }
+        assert!(runner.is_running());
+        runner.shutdown(Duration::from_secs(30)).unwrap();
+        assert!(!runner.is_running());
+        assert!(matches!(runner.send(Command::Cancel), Err(RunnerError::Stopped)));
+        // Idempotent.
+        runner.shutdown(Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn lagging_consumer_drops_progress_not_finished() {
+        // A channel of 4 events that nobody drains during the solve: progress overflows and is
+        // counted, the lossless Finished still arrives once the consumer reads.
+        let runner = Runner::spawn(RunnerOptions {
+            event_capacity: 4,
+            solver_threads: Some(2),
+            ..RunnerOptions::default()
+        })
+        .unwrap();
+        let generate = runner
+            .send(Command::GenerateSynthetic(small_synthetic()))
+            .unwrap();
+        events_until_finished(&runner, generate);
+        let solve = runner
+            .send(Command::Solve(SolveRequest {
+                tolerance: 1e-10,
+                ..SolveRequest::default()
+            }))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let events = events_until_finished(&runner, solve);
+        assert!(matches!(
+            outcome_of(&events, solve),
+            Outcome::Completed(JobReport::Solve(_))
+        ));
+        let Outcome::Completed(JobReport::Solve(s)) = outcome_of(&events, solve) else {
+            unreachable!()
+        };
+        // Started and Stage take two of the four slots; more than two progress events
+        // cannot all fit.
+        assert!(s.iterations > 4, "too few iterations to overflow: {}", s.iterations);
+        assert!(runner.dropped_progress() > 0);
+        let delivered = events
+            .iter()
+            .filter(|e| matches!(e, Event::SolverProgress { .. }))
+            .count() as u64;
+        assert!(delivered + runner.dropped_progress() >= s.iterations as u64);
+    }
+}
