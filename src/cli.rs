@@ -145,7 +145,9 @@ pub struct FeArgs {
 
 fn parse_bc(s: &str) -> std::result::Result<BoundaryCondition, String> {
     BoundaryCondition::parse(s).ok_or_else(|| {
-        format!("unknown boundary condition `{s}` (axial-free, axial-clamped, axial-confined, kubc)")
+        format!(
+            "unknown boundary condition `{s}` (axial-free, axial-clamped, axial-confined, kubc)"
+        )
     })
 }
 

@@ -10,6 +10,10 @@
 //! - [`mesh`]: surface extraction and exporters.
 //! - [`runner`]: the simulation thread (commands in, events and snapshots out).
 
+// Index loops mirror the formulas (K[i][j], B[m][i]) in the numerical code; iterator
+// rewrites would obscure them.
+#![allow(clippy::needless_range_loop)]
+
 pub mod atomic;
 pub mod fe;
 pub mod mesh;

@@ -59,10 +59,16 @@ impl SyntheticParams {
     pub fn validate(&self) -> Result<(), SyntheticError> {
         let bad = |m: String| Err(SyntheticError::InvalidParameter(m));
         if !(4..=1024).contains(&self.size_voxels) {
-            return bad(format!("size must be 4-1024 voxels, got {}", self.size_voxels));
+            return bad(format!(
+                "size must be 4-1024 voxels, got {}",
+                self.size_voxels
+            ));
         }
         if !(self.voxel_size_mm.is_finite() && self.voxel_size_mm > 0.0) {
-            return bad(format!("voxel size must be positive, got {}", self.voxel_size_mm));
+            return bad(format!(
+                "voxel size must be positive, got {}",
+                self.voxel_size_mm
+            ));
         }
         if !(self.bv_tv.is_finite() && (0.02..=0.6).contains(&self.bv_tv)) {
             return bad(format!("BV/TV must lie in 0.02-0.6, got {}", self.bv_tv));
@@ -108,7 +114,7 @@ impl SplitMix64 {
 /// The random field G on the grid (mean 0, unit variance).
 fn random_field(p: &SyntheticParams) -> Vec<f32> {
     let n = p.size_voxels;
-    let mut rng = SplitMix64(p.seed ^ 0x5EED_0F_B0E5);
+    let mut rng = SplitMix64(p.seed ^ 0x005E_ED0F_B0E5);
     let mut waves = Vec::with_capacity(p.modes);
     for _ in 0..p.modes {
         // Isotropic direction, then anisotropic scaling of kz.
@@ -208,7 +214,11 @@ mod tests {
                 ..Default::default()
             };
             let m = synthetic_trabecular(&p).unwrap();
-            assert!((m.bv_tv() - bv_tv).abs() < 0.005, "{} vs {bv_tv}", m.bv_tv());
+            assert!(
+                (m.bv_tv() - bv_tv).abs() < 0.005,
+                "{} vs {bv_tv}",
+                m.bv_tv()
+            );
             assert_eq!(largest_component(&m).count(), m.count());
         }
     }

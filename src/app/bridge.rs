@@ -19,7 +19,7 @@ use osteolab::runner::{
 use osteolab::synthetic::SyntheticParams;
 use osteolab::volume::segment::{SegmentParams, Threshold};
 
-use super::scene::SceneState;
+use super::scene::{RenderQuality, SceneState};
 
 /// The simulation runner, owned by the app.
 #[derive(Resource)]
@@ -90,7 +90,7 @@ impl Default for UiState {
             tolerance_exponent: req.tolerance.log10().round() as i32,
             threshold_mode: ThresholdMode::Otsu,
             threshold_value: 100.0,
-            smoothing_sigma_voxels: 0.0,
+            smoothing_sigma_voxels: SegmentParams::default().sigma_voxels,
             synthetic_bv_tv: SyntheticParams::default().bv_tv,
             busy: None,
             stage: String::new(),
@@ -129,7 +129,7 @@ impl UiState {
                 ThresholdMode::Otsu => Threshold::Otsu,
                 ThresholdMode::Value => Threshold::Value(self.threshold_value),
             },
-            smoothing_sigma_voxels: self.smoothing_sigma_voxels,
+            sigma_voxels: self.smoothing_sigma_voxels,
             ..SegmentParams::default()
         }
     }
@@ -232,18 +232,45 @@ impl Plugin for BridgePlugin {
             solve_on_start: self.solve_on_start,
             ..UiState::default()
         })
-        .add_systems(Startup, start_runner)
-        .add_systems(Update, (pump_runner, poll_file_dialog));
+        .add_systems(
+            Update,
+            (start_runner, pump_runner, poll_file_dialog).chain(),
+        );
     }
 }
 
-/// Starts the runner with a waker that nudges the winit event loop (the app redraws
-/// reactively, so without it a finished solve would only show at the next input event).
+/// Live-view triangle budget on a software rasteriser (Mesa llvmpipe draws roughly 10 k
+/// triangles per millisecond on two cores; see `/work/shared/notes` and the figures in the
+/// report): small enough for 20 frames/s while a solve shares the CPU.
+const SOFTWARE_LIVE_TRIANGLES: usize = 20_000;
+/// Live-view triangle budget on a hardware GPU.
+const GPU_LIVE_TRIANGLES: usize = 400_000;
+
+/// Starts the runner once the render path is known (the live mesh budget depends on it), with
+/// a waker that nudges the winit event loop (the app redraws reactively, so without it a
+/// finished solve would only show at the next input event). `OSTEOLAB_LIVE_TRIANGLES`
+/// overrides the budget.
 fn start_runner(
     mut commands: Commands,
     proxy: Option<Res<EventLoopProxyWrapper>>,
+    sim: Option<Res<Sim>>,
+    scene: Res<SceneState>,
     mut ui: ResMut<UiState>,
+    mut started: Local<bool>,
 ) {
+    if *started || sim.is_some() {
+        return;
+    }
+    let budget = match scene.quality {
+        RenderQuality::Pending => return,
+        RenderQuality::Software { .. } => SOFTWARE_LIVE_TRIANGLES,
+        RenderQuality::Gpu { .. } => GPU_LIVE_TRIANGLES,
+    };
+    *started = true;
+    let budget = std::env::var("OSTEOLAB_LIVE_TRIANGLES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(budget);
     let waker: Option<osteolab::runner::Waker> = proxy.map(|p| {
         let proxy = (**p).clone();
         Box::new(move || {
@@ -256,6 +283,7 @@ fn start_runner(
     let options = RunnerOptions {
         waker,
         solver_threads: Some(cores.saturating_sub(1).max(1)),
+        max_live_triangles: budget,
         ..RunnerOptions::default()
     };
     match Runner::spawn(options) {
@@ -339,7 +367,10 @@ pub fn open_file_dialog(ui: &mut UiState, pick_folder: bool) {
                 dialog.pick_folder()
             } else {
                 dialog
-                    .add_filter("volumes", &["json", "nii", "gz", "raw", "dcm", "tif", "tiff"])
+                    .add_filter(
+                        "volumes",
+                        &["json", "nii", "gz", "raw", "dcm", "tif", "tiff"],
+                    )
                     .add_filter("all files", &["*"])
                     .pick_file()
             };

@@ -48,7 +48,7 @@ impl FrameStats {
             }
         };
         format!(
-            "osteolab: {} frames, average frame time {}; while a job ran: {} frames, {}",
+            "osteolab: {} frames after start-up, average frame time {}; while a job ran: {} frames, {}",
             self.frames,
             avg(self.frames, self.total),
             self.busy_frames,
@@ -101,14 +101,23 @@ impl Plugin for CapturePlugin {
     }
 }
 
+/// Records frame intervals once the first model has been on screen for a few frames, so the
+/// start-up (window creation, shader compilation, first mesh upload) does not skew the figures.
 fn record_frame_time(
     stats: Res<SharedFrameStats>,
     mut ui: ResMut<UiState>,
+    scene: Res<SceneState>,
+    mut warm: Local<bool>,
 ) {
     let now = Instant::now();
+    *warm |= scene.shown.is_some() && scene.frames_since_shown >= SETTLE_FRAMES;
     let Ok(mut s) = stats.0.lock() else {
         return;
     };
+    if !*warm {
+        s.last = Some(now);
+        return;
+    }
     if let Some(last) = s.last {
         let dt = now - last;
         s.frames += 1;
@@ -169,9 +178,8 @@ fn drive_capture(
         state.requested = true;
         let path = request.path.clone();
         let saved = Arc::clone(&state.saved);
-        commands
-            .spawn(Screenshot::primary_window())
-            .observe(move |captured: On<ScreenshotCaptured>| {
+        commands.spawn(Screenshot::primary_window()).observe(
+            move |captured: On<ScreenshotCaptured>| {
                 let ok = match save_png(&captured.image, &path) {
                     Ok(()) => {
                         info!("screenshot saved to {}", path.display());
@@ -183,7 +191,8 @@ fn drive_capture(
                     }
                 };
                 saved.store(if ok { SAVE_OK } else { SAVE_FAILED }, Ordering::Release);
-            });
+            },
+        );
     }
 }
 

@@ -70,7 +70,11 @@ impl ColorScale {
             min = min.max(max * 1e-4);
         }
         if max <= min {
-            max = if min == 0.0 { 1.0 } else { min.abs() * (1.0 + 1e-3) + min };
+            max = if min == 0.0 {
+                1.0
+            } else {
+                min.abs() * (1.0 + 1e-3) + min
+            };
         }
         Self { kind, min, max }
     }
@@ -84,14 +88,20 @@ impl ColorScale {
                 (v.log10() - self.min.log10()) / (self.max.log10() - self.min.log10())
             }
         };
-        if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 }
+        if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
     }
 
     /// The value at position `t` in [0, 1] (inverse of [`ColorScale::normalize`]).
     pub fn value_at(&self, t: f32) -> f32 {
         match self.kind {
             ScaleKind::Linear => self.min + t * (self.max - self.min),
-            ScaleKind::Log => 10f32.powf(self.min.log10() + t * (self.max.log10() - self.min.log10())),
+            ScaleKind::Log => {
+                10f32.powf(self.min.log10() + t * (self.max.log10() - self.min.log10()))
+            }
         }
     }
 }

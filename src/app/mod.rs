@@ -15,13 +15,10 @@ mod ui;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bevy::camera::visibility::RenderLayers;
-use bevy::camera::CameraOutputMode;
 use bevy::prelude::*;
-use bevy::render::render_resource::BlendState;
 use bevy::window::{PresentMode, WindowResolution};
 use bevy::winit::WinitSettings;
-use bevy_egui::{EguiGlobalSettings, EguiPlugin, EguiPrimaryContextPass, PrimaryEguiContext};
+use bevy_egui::{EguiPlugin, EguiPrimaryContextPass};
 
 /// How the app is started (from the command line).
 #[derive(Clone, Debug, Default)]
@@ -47,7 +44,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     app.add_plugins(DefaultPlugins.set(WindowPlugin {
         primary_window: Some(Window {
             title: "osteolab: trabecular bone micro-FE".into(),
-            resolution: WindowResolution::new(1440, 860),
+            resolution: WindowResolution::new(1280, 768),
             // No vsync: under a software rasteriser vsync only adds latency.
             present_mode: if scripted {
                 PresentMode::AutoNoVsync
@@ -76,7 +73,6 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
         }),
         stats: stats.clone(),
     })
-    .add_systems(PreStartup, setup_egui_camera)
     .add_systems(Update, camera::orbit_camera)
     .add_systems(EguiPrimaryContextPass, ui::side_panel_ui);
 
@@ -88,25 +84,4 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
         AppExit::Success => Ok(()),
         AppExit::Error(code) => anyhow::bail!("the app exited with an error (code {code})"),
     }
-}
-
-/// egui draws through its own camera on top of the 3-D view, so the 3-D camera's viewport can
-/// be narrowed to the area right of the side panel.
-fn setup_egui_camera(mut commands: Commands, mut egui_settings: ResMut<EguiGlobalSettings>) {
-    egui_settings.auto_create_primary_context = false;
-    commands.spawn((
-        PrimaryEguiContext,
-        Camera2d,
-        RenderLayers::none(),
-        Msaa::Off,
-        Camera {
-            order: 1,
-            output_mode: CameraOutputMode::Write {
-                blend_state: Some(BlendState::ALPHA_BLENDING),
-                clear_color: ClearColorConfig::None,
-            },
-            clear_color: ClearColorConfig::Custom(Color::NONE),
-            ..default()
-        },
-    ));
 }

@@ -96,7 +96,10 @@ impl Plugin for ScenePlugin {
             .resource_mut::<Assets<Shader>>()
             .insert(
                 HEADLIGHT_SHADER.id(),
-                Shader::from_wgsl(include_str!("headlight.wgsl"), "osteolab/app/headlight.wgsl"),
+                Shader::from_wgsl(
+                    include_str!("headlight.wgsl"),
+                    "osteolab/app/headlight.wgsl",
+                ),
             )
             .expect("the headlight shader handle is a fixed UUID and cannot be stale");
         app.add_plugins(MaterialPlugin::<HeadlightMaterial>::default())
@@ -142,7 +145,11 @@ fn setup_scene(
         .spawn((Transform::default(), Visibility::default()))
         .id();
     let surface = commands
-        .spawn((Transform::default(), Visibility::Hidden, ChildOf(model_root)))
+        .spawn((
+            Transform::default(),
+            Visibility::Hidden,
+            ChildOf(model_root),
+        ))
         .id();
     let pbr = pbr_materials.add(StandardMaterial {
         base_color: Color::WHITE,

@@ -331,7 +331,10 @@ mod tests {
         occ[dims.index(0, 0, 0)] = true;
         occ[dims.index(1, 0, 1)] = true;
         let (_, removed) = load_bearing_voxels(dims, &occ, BoundaryCondition::AxialClamped);
-        assert_eq!(removed, 2, "two voxels meeting at an edge are a hinge, not a column");
+        assert_eq!(
+            removed, 2,
+            "two voxels meeting at an edge are a hinge, not a column"
+        );
     }
 
     #[test]

@@ -218,10 +218,18 @@ mod tests {
         let h = [0.5, 0.7, 0.9];
         let k = element_stiffness(&mat, h);
         // u = G x with a general (non-symmetric) displacement gradient.
-        let g = [[0.01, 0.002, -0.003], [0.004, -0.02, 0.001], [0.0, 0.005, 0.015]];
+        let g = [
+            [0.01, 0.002, -0.003],
+            [0.004, -0.02, 0.001],
+            [0.0, 0.005, 0.015],
+        ];
         let mut u = [0.0; 24];
         for (a, off) in NODE_OFFSETS.iter().enumerate() {
-            let x = [off[0] as f64 * h[0], off[1] as f64 * h[1], off[2] as f64 * h[2]];
+            let x = [
+                off[0] as f64 * h[0],
+                off[1] as f64 * h[1],
+                off[2] as f64 * h[2],
+            ];
             for i in 0..3 {
                 u[3 * a + i] = (0..3).map(|j| g[i][j] * x[j]).sum();
             }

@@ -52,7 +52,9 @@ pub enum FeError {
         iterations: usize,
         relative_residual: f64,
     },
-    #[error("the stiffness matrix is not positive definite on the free DOFs (CG breakdown at iteration {iterations}); is part of the structure unconstrained?")]
+    #[error(
+        "the stiffness matrix is not positive definite on the free DOFs (CG breakdown at iteration {iterations}); is part of the structure unconstrained?"
+    )]
     Breakdown { iterations: usize },
 }
 
@@ -145,6 +147,8 @@ pub struct AxialSolution {
     pub element_fields: ElementFields,
     /// Multigrid levels used (1 for Jacobi).
     pub levels: usize,
+    /// DOFs of each multigrid level, finest first.
+    pub level_dofs: Vec<usize>,
     /// Bytes held by the solver's data structures (vectors, models, hierarchy).
     pub solver_memory_bytes: usize,
 }
@@ -178,7 +182,11 @@ impl Problem {
     ) -> Result<Self, FeError> {
         material.validate().map_err(FeError::InvalidParameter)?;
         let grid = mask.grid;
-        if grid.voxel_size_mm.iter().any(|&h| !(h.is_finite() && h > 0.0)) {
+        if grid
+            .voxel_size_mm
+            .iter()
+            .any(|&h| !(h.is_finite() && h > 0.0))
+        {
             return Err(FeError::InvalidParameter(format!(
                 "voxel size must be positive and finite, got {:?} mm",
                 grid.voxel_size_mm
@@ -284,7 +292,7 @@ impl Problem {
         let n = self.op().dof_count();
         let fixed = self.fixed().to_vec();
         // b = −K u_c on the free DOFs.
-        let mut b = vec![0.0; n];
+        let mut b = vec![0.0f64; n];
         self.op().apply(prescribed, &mut b);
         b.par_iter_mut().for_each(|v| *v = -*v);
         mask(&mut b, &fixed);
@@ -455,7 +463,7 @@ pub fn solve_axial_heterogeneous(
     let (u, iterations, relative_residual) = problem.solve(&prescribed, params, control)?;
     let solve_seconds = t1.elapsed().as_secs_f64();
     let op = problem.op();
-    let mut f = vec![0.0; u.len()];
+    let mut f = vec![0.0f64; u.len()];
     op.apply(&u, &mut f);
     let reaction_force_n: f64 = top_nodes.iter().map(|&n| f[3 * n + 2]).sum();
     let area_mm2 = dims.nx as f64 * h[0] * dims.ny as f64 * h[1];
@@ -482,6 +490,10 @@ pub fn solve_axial_heterogeneous(
         solve_seconds,
         seconds: t0.elapsed().as_secs_f64(),
         levels: problem.levels(),
+        level_dofs: problem
+            .mg
+            .as_ref()
+            .map_or_else(|| vec![problem.op().dof_count()], |m| m.level_dofs()),
         solver_memory_bytes: problem.memory_bytes(),
         displacements_mm: u,
         sed_mpa: sed_grid,

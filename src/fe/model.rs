@@ -154,7 +154,12 @@ impl VoxelModel {
         let occupied: Vec<bool> = sum.iter().map(|&s| s > 0.0).collect();
         let scale: Vec<f32> = sum.iter().map(|&s| s / 8.0).collect();
         let h = self.voxel_size_mm;
-        VoxelModel::new(cd, [2.0 * h[0], 2.0 * h[1], 2.0 * h[2]], &occupied, Some(&scale))
+        VoxelModel::new(
+            cd,
+            [2.0 * h[0], 2.0 * h[1], 2.0 * h[2]],
+            &occupied,
+            Some(&scale),
+        )
     }
 }
 

@@ -1,5 +1,8 @@
 //! Preconditioned conjugate gradients (Hestenes & Stiefel 1952; Saad 2003, Alg. 9.1) with a
-//! cancel token and progress reports.
+//! cancel token and progress reports. β is the flexible (Polak-Ribière) form of Notay (2000,
+//! SIAM J Sci Comput 22:1444), β = zₖ₊₁ᵀ(rₖ₊₁ − rₖ) / zₖᵀrₖ, which equals the classical β for
+//! an exactly symmetric preconditioner and keeps CG robust when the preconditioner is applied
+//! in single precision. rₖ₊₁ − rₖ = −α A p, so no extra vector is needed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,9 +21,18 @@ pub struct SolverProgress {
 /// How a PCG run ended.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PcgOutcome {
-    Converged { iterations: usize, relative_residual: f64 },
-    NotConverged { iterations: usize, relative_residual: f64 },
-    Cancelled { iterations: usize, relative_residual: f64 },
+    Converged {
+        iterations: usize,
+        relative_residual: f64,
+    },
+    NotConverged {
+        iterations: usize,
+        relative_residual: f64,
+    },
+    Cancelled {
+        iterations: usize,
+        relative_residual: f64,
+    },
     /// pᵀAp ≤ 0: the operator is not positive definite on the free DOFs.
     Breakdown { iterations: usize },
 }
@@ -77,16 +89,12 @@ pub fn pcg(
         }
         apply(&p, &mut q);
         let pq = dot(&p, &q);
-        if !(pq > 0.0) {
+        if pq.is_nan() || pq <= 0.0 {
             return PcgOutcome::Breakdown { iterations: it };
         }
         let alpha = rz / pq;
-        x.par_iter_mut()
-            .zip(&p)
-            .for_each(|(x, &p)| *x += alpha * p);
-        r.par_iter_mut()
-            .zip(&q)
-            .for_each(|(r, &q)| *r -= alpha * q);
+        x.par_iter_mut().zip(&p).for_each(|(x, &p)| *x += alpha * p);
+        r.par_iter_mut().zip(&q).for_each(|(r, &q)| *r -= alpha * q);
         rel = dot(&r, &r).sqrt() / b_norm;
         progress(SolverProgress {
             iteration: it,
@@ -100,7 +108,7 @@ pub fn pcg(
         }
         precondition(&r, &mut z);
         let rz_new = dot(&r, &z);
-        let beta = rz_new / rz;
+        let beta = -alpha * dot(&z, &q) / rz;
         rz = rz_new;
         p.par_iter_mut()
             .zip(&z)
@@ -132,11 +140,24 @@ mod tests {
         let mut ident = |r: &[f64], z: &mut [f64]| z.copy_from_slice(r);
         let b = vec![1.0; n];
         let mut x = vec![0.0; n];
-        let out = pcg(&apply, &mut ident, &b, &mut x, 1e-10, 200, None, &mut |_| {});
+        let out = pcg(
+            &apply,
+            &mut ident,
+            &b,
+            &mut x,
+            1e-10,
+            200,
+            None,
+            &mut |_| {},
+        );
         assert!(matches!(out, PcgOutcome::Converged { iterations, .. } if iterations <= n));
         for i in 0..n {
             let exact = ((i + 1) * (n - i)) as f64 / 2.0;
-            assert!((x[i] - exact).abs() < 1e-8 * exact, "{i}: {} vs {exact}", x[i]);
+            assert!(
+                (x[i] - exact).abs() < 1e-8 * exact,
+                "{i}: {} vs {exact}",
+                x[i]
+            );
         }
     }
 

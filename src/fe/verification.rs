@@ -77,8 +77,8 @@ fn energy_balance_sed_times_volume_equals_half_force_times_displacement() {
             "{bc}: U = {} mJ, ½Fu = {w} mJ",
             sol.strain_energy_mj
         );
-        let sed_sum: f64 = sol.sed_mpa.iter().map(|&s| s as f64).sum::<f64>()
-            * mask.grid.voxel_volume_mm3();
+        let sed_sum: f64 =
+            sol.sed_mpa.iter().map(|&s| s as f64).sum::<f64>() * mask.grid.voxel_volume_mm3();
         assert!((sed_sum - w).abs() < 1e-5 * w, "{bc}: ΣSED·V = {sed_sum}");
     }
 }
@@ -109,7 +109,13 @@ fn rotating_the_volume_90_degrees_about_z_gives_the_same_reaction() {
 #[test]
 fn kubc_on_a_solid_cube_reproduces_the_isotropic_stiffness_matrix() {
     let mat = Material::default();
-    let sol = solve_kubc(&solid(4, 5, 6, 0.5), &mat, &tight(), &SolveControl::default()).unwrap();
+    let sol = solve_kubc(
+        &solid(4, 5, 6, 0.5),
+        &mat,
+        &tight(),
+        &SolveControl::default(),
+    )
+    .unwrap();
     let d = mat.elasticity_matrix();
     for i in 0..6 {
         for j in 0..6 {
@@ -172,9 +178,7 @@ fn multigrid_and_jacobi_preconditioners_agree() {
         },
     );
     assert!(mg.levels >= 2);
-    assert!(
-        (mg.reaction_force_n - jac.reaction_force_n).abs() < 1e-9 * jac.reaction_force_n.abs()
-    );
+    assert!((mg.reaction_force_n - jac.reaction_force_n).abs() < 1e-9 * jac.reaction_force_n.abs());
     assert!(
         mg.iterations * 3 < jac.iterations,
         "multigrid {} vs Jacobi {} iterations",
@@ -252,7 +256,10 @@ fn bad_parameters_and_structures_are_rejected() {
         solve_axial(&mask, &bad_nu, &load, &p, &ctl),
         Err(FeError::InvalidParameter(_))
     ));
-    let zero = AxialLoad { strain: 0.0, ..load };
+    let zero = AxialLoad {
+        strain: 0.0,
+        ..load
+    };
     assert!(matches!(
         solve_axial(&mask, &Material::default(), &zero, &p, &ctl),
         Err(FeError::InvalidParameter(_))

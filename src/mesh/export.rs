@@ -209,7 +209,7 @@ fn check(mesh: &SurfaceMesh, path: &Path) -> Result<(), MeshError> {
         reason,
     };
     let n = mesh.vertex_count();
-    if mesh.indices.len() % 3 != 0 {
+    if !mesh.indices.len().is_multiple_of(3) {
         return Err(invalid(format!(
             "{} indices is not a whole number of triangles",
             mesh.indices.len()
@@ -335,7 +335,10 @@ mod tests {
             .position(|w| w == end.as_bytes())
             .expect("header end");
         let cut = pos + end.len();
-        (String::from_utf8(bytes[..cut].to_vec()).unwrap(), &bytes[cut..])
+        (
+            String::from_utf8(bytes[..cut].to_vec()).unwrap(),
+            &bytes[cut..],
+        )
     }
 
     /// STL re-read: size = 84 + 50 m bytes, header does not start with "solid", every
@@ -356,10 +359,13 @@ mod tests {
             let at = 84 + 50 * t;
             let n: [f32; 3] = std::array::from_fn(|c| f32_le(&b, at + 4 * c));
             assert!((n.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
-            assert_eq!(n, unit_face_normal([tri[0], tri[1], tri[2]].map(|i| mesh.positions[i as usize])));
-            for k in 0..3 {
+            assert_eq!(
+                n,
+                unit_face_normal([tri[0], tri[1], tri[2]].map(|i| mesh.positions[i as usize]))
+            );
+            for (k, &vi) in tri.iter().enumerate() {
                 let v: [f32; 3] = std::array::from_fn(|c| f32_le(&b, at + 12 + 12 * k + 4 * c));
-                assert_eq!(v, mesh.positions[tri[k] as usize]);
+                assert_eq!(v, mesh.positions[vi as usize]);
             }
         }
     }
@@ -379,7 +385,10 @@ mod tests {
         assert_eq!(lines[0], "ply");
         assert_eq!(lines[1], "format binary_little_endian 1.0");
         let count = |el: &str| -> usize {
-            let l = lines.iter().find(|l| l.starts_with(&format!("element {el} "))).unwrap();
+            let l = lines
+                .iter()
+                .find(|l| l.starts_with(&format!("element {el} ")))
+                .unwrap();
             l.rsplit(' ').next().unwrap().parse().unwrap()
         };
         let (n, m) = (count("vertex"), count("face"));
@@ -388,12 +397,17 @@ mod tests {
             .iter()
             .filter_map(|l| l.strip_prefix("property float "))
             .collect();
-        assert_eq!(props, ["x", "y", "z", "nx", "ny", "nz", "sed_mpa", "strain_energy"]);
+        assert_eq!(
+            props,
+            ["x", "y", "z", "nx", "ny", "nz", "sed_mpa", "strain_energy"]
+        );
         assert!(lines.contains(&"property list uchar int vertex_indices"));
         let stride = 4 * props.len();
         assert_eq!(body.len(), n * stride + m * 13);
         for i in 0..n {
-            let v: Vec<f32> = (0..props.len()).map(|k| f32_le(body, i * stride + 4 * k)).collect();
+            let v: Vec<f32> = (0..props.len())
+                .map(|k| f32_le(body, i * stride + 4 * k))
+                .collect();
             assert_eq!(&v[0..3], &mesh.positions[i]);
             assert_eq!(&v[3..6], &mesh.normals[i]);
             assert_eq!(v[6], mesh.scalars[0].1[i]);
@@ -402,10 +416,10 @@ mod tests {
         let faces = &body[n * stride..];
         for (t, tri) in mesh.indices.chunks_exact(3).enumerate() {
             assert_eq!(faces[13 * t], 3);
-            for k in 0..3 {
+            for (k, &vi) in tri.iter().enumerate() {
                 let at = 13 * t + 1 + 4 * k;
                 let i = i32::from_le_bytes(faces[at..at + 4].try_into().unwrap());
-                assert_eq!(i as u32, tri[k]);
+                assert_eq!(i as u32, vi);
             }
         }
     }
@@ -467,7 +481,9 @@ mod tests {
         };
         let be_f32 = |at: &mut usize, count: usize| -> Vec<f32> {
             let v = (0..count)
-                .map(|k| f32::from_be_bytes(bytes[*at + 4 * k..*at + 4 * k + 4].try_into().unwrap()))
+                .map(|k| {
+                    f32::from_be_bytes(bytes[*at + 4 * k..*at + 4 * k + 4].try_into().unwrap())
+                })
                 .collect();
             *at += 4 * count;
             v
@@ -478,7 +494,10 @@ mod tests {
         assert_eq!(line(&mut at), "DATASET POLYDATA");
         assert_eq!(line(&mut at), format!("POINTS {n} float"));
         let pts = be_f32(&mut at, 3 * n);
-        assert_eq!(pts, mesh.positions.iter().flatten().copied().collect::<Vec<_>>());
+        assert_eq!(
+            pts,
+            mesh.positions.iter().flatten().copied().collect::<Vec<_>>()
+        );
         assert_eq!(line(&mut at), "");
         assert_eq!(line(&mut at), format!("POLYGONS {m} {}", 4 * m));
         for tri in mesh.indices.chunks_exact(3) {
@@ -492,7 +511,10 @@ mod tests {
         assert_eq!(line(&mut at), format!("POINT_DATA {n}"));
         assert_eq!(line(&mut at), "NORMALS Normals float");
         let nrm = be_f32(&mut at, 3 * n);
-        assert_eq!(nrm, mesh.normals.iter().flatten().copied().collect::<Vec<_>>());
+        assert_eq!(
+            nrm,
+            mesh.normals.iter().flatten().copied().collect::<Vec<_>>()
+        );
         for (name, (_, vals)) in ["sed_mpa", "strain_energy"].iter().zip(&mesh.scalars) {
             assert_eq!(line(&mut at), "");
             assert_eq!(line(&mut at), format!("SCALARS {name} float 1"));

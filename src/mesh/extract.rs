@@ -25,7 +25,7 @@
 use rayon::prelude::*;
 
 use super::SurfaceMesh;
-use super::tables::{CENTRE_BASE, cases, edge_corners};
+use super::tables::{cases, edge_corners};
 use crate::volume::BoneMask;
 
 /// Options of [`extract_surface`].
@@ -69,8 +69,9 @@ pub fn extract_surface(mask: &BoneMask, params: &ExtractParams) -> SurfaceMesh {
 /// Extraction with the smallest `step >= params.step` whose mesh has at most `max_triangles`
 /// triangles (the live-view helper): the step is first estimated from the number of exposed
 /// voxel faces (a binary marching-cubes surface has about two triangles per exposed face, and
-/// the count falls as `1/step²`), then increased until the budget is met or the whole grid
-/// fits in one block. Returns the mesh and the step used.
+/// the count falls as `1/step²`), started one step finer than that estimate, then increased
+/// until the budget is met or the whole grid fits in one block. Returns the mesh and the step
+/// used.
 pub fn extract_surface_within(
     mask: &BoneMask,
     params: &ExtractParams,
@@ -81,6 +82,8 @@ pub fn extract_surface_within(
     while 2.0 * faces / (step * step) as f64 > max_triangles as f64 {
         step += 1;
     }
+    // The estimate is rough (bevels make it high, fine structure low): start one step finer.
+    step = step.saturating_sub(1).max(params.step.max(1));
     let max_step = mask.dims().as_array().into_iter().max().unwrap_or(1).max(1);
     loop {
         let p = ExtractParams { step, ..*params };
@@ -182,6 +185,17 @@ impl Field {
 
     /// Central-difference gradient (per mm) at a sample.
     fn gradient(&self, x: usize, y: usize, z: usize) -> [f64; 3] {
+        let [px, py, pz] = self.dims;
+        if x > 0 && y > 0 && z > 0 && x + 1 < px && y + 1 < py && z + 1 < pz {
+            let i = self.idx(x, y, z);
+            let v = &self.values;
+            let (sy, sz) = (px, px * py);
+            return [
+                (v[i + 1] - v[i - 1]) as f64 / (2.0 * self.spacing_mm[0]),
+                (v[i + sy] - v[i - sy]) as f64 / (2.0 * self.spacing_mm[1]),
+                (v[i + sz] - v[i - sz]) as f64 / (2.0 * self.spacing_mm[2]),
+            ];
+        }
         let (x, y, z) = (x as isize, y as isize, z as isize);
         let g = |a: f32, b: f32, h: f64| (a as f64 - b as f64) / (2.0 * h);
         [
@@ -205,7 +219,7 @@ impl Field {
 
     /// Position and outward normal direction (minus the interpolated gradient, not normalised)
     /// of the crossing on the edge from sample `p` along axis `d`.
-    fn crossing(&self, p: [usize; 3], d: usize) -> ([f32; 3], [f32; 3]) {
+    fn crossing(&self, p: [usize; 3], d: usize, with_normal: bool) -> ([f32; 3], [f32; 3]) {
         let mut q = p;
         q[d] += 1;
         let fa = self.values[self.idx(p[0], p[1], p[2])];
@@ -223,6 +237,9 @@ impl Field {
                 c[p[a]] as f32
             };
         }
+        if !with_normal {
+            return (pos, [0.0; 3]);
+        }
         let ga = self.gradient(p[0], p[1], p[2]);
         let gb = self.gradient(q[0], q[1], q[2]);
         let n = std::array::from_fn(|a| (-(ga[a] + t * (gb[a] - ga[a]))) as f32);
@@ -237,8 +254,7 @@ pub(crate) fn build_field(mask: &BoneMask, params: &ExtractParams, step: usize) 
     let s = step.max(1);
     let m = n.map(|k| k.div_ceil(s));
     let dims = m.map(|k| k + 2);
-    let iso = if params.iso_level.is_finite() && params.iso_level > 0.0 && params.iso_level <= 1.0
-    {
+    let iso = if params.iso_level.is_finite() && params.iso_level > 0.0 && params.iso_level <= 1.0 {
         params.iso_level
     } else {
         0.5
@@ -248,12 +264,19 @@ pub(crate) fn build_field(mask: &BoneMask, params: &ExtractParams, step: usize) 
     let mut values = vec![0f32; dims[0] * dims[1] * dims[2]];
     let plane = dims[0] * dims[1];
     let inv_block = 1.0 / (s * s * s) as f32;
-    values
-        .par_chunks_mut(plane)
-        .enumerate()
-        .skip(1)
-        .take(m[2])
-        .for_each(|(pz, out)| {
+    let planes = values.par_chunks_mut(plane).enumerate().skip(1).take(m[2]);
+    if s == 1 && smoothed.is_none() {
+        planes.for_each(|(pz, out)| {
+            for y in 0..n[1] {
+                let src = &mask.voxels[d.index(0, y, pz - 1)..][..n[0]];
+                let dst = &mut out[(y + 1) * dims[0] + 1..][..n[0]];
+                for (o, &b) in dst.iter_mut().zip(src) {
+                    *o = if b { 1.0 } else { 0.0 };
+                }
+            }
+        });
+    } else {
+        planes.for_each(|(pz, out)| {
             let z0 = (pz - 1) * s;
             let z1 = (z0 + s).min(n[2]);
             for py in 1..=m[1] {
@@ -281,6 +304,7 @@ pub(crate) fn build_field(mask: &BoneMask, params: &ExtractParams, step: usize) 
                 }
             }
         });
+    }
     let coords = std::array::from_fn(|a| {
         (0..dims[a])
             .map(|i| {
@@ -366,27 +390,64 @@ fn gaussian_smooth(mask: &BoneMask, sigma: f64) -> Vec<f32> {
     a
 }
 
-const TAG_BORROWED: u64 = 1 << 62;
-const TAG_CENTRE: u64 = 2 << 62;
-const TAG_MASK: u64 = 3 << 62;
+/// Marks a slab-local vertex reference as one of the next slab's vertices.
+const TAG_BORROWED: u32 = 1 << 31;
 
 /// Vertex numbers of the crossings on the edges of one sample plane: x-edges, y-edges and
 /// z-edges (to the plane above) at `(x, y)`, each a `px * py` block.
 struct PlaneMap {
     idx: Vec<u32>,
     inside: Vec<u8>,
-    tag: u64,
+    tag: u32,
 }
 
 /// What one slab produces, before merging.
 #[derive(Default)]
 struct SlabOut {
     positions: Vec<[f32; 3]>,
+    /// Outward gradient directions (not normalised) of the owned vertices.
     normals: Vec<[f32; 3]>,
-    centre_positions: Vec<[f32; 3]>,
-    centre_normals: Vec<[f32; 3]>,
-    /// Triangle corners as tagged slab-local vertex references.
-    tris: Vec<u64>,
+    /// Sums of the area vectors of the slab's triangles around each owned vertex.
+    face_normals: Vec<[f32; 3]>,
+    /// Positions of the next slab's vertices on the plane above the slab.
+    borrowed_positions: Vec<[f32; 3]>,
+    /// This slab's contributions to the face normals of those vertices.
+    borrowed_face_normals: Vec<[f32; 3]>,
+    /// Triangle corners as slab-local vertex numbers, [`TAG_BORROWED`] set for the next
+    /// slab's vertices.
+    tris: Vec<u32>,
+}
+
+impl SlabOut {
+    /// Appends a triangle and adds its area vector to its vertices' face normals.
+    #[inline]
+    fn add_triangle(&mut self, r: [u32; 3]) {
+        let p = r.map(|v| {
+            if v & TAG_BORROWED == 0 {
+                self.positions[v as usize]
+            } else {
+                self.borrowed_positions[(v & !TAG_BORROWED) as usize]
+            }
+        });
+        let e1 = [p[1][0] - p[0][0], p[1][1] - p[0][1], p[1][2] - p[0][2]];
+        let e2 = [p[2][0] - p[0][0], p[2][1] - p[0][1], p[2][2] - p[0][2]];
+        let f = [
+            e1[1] * e2[2] - e1[2] * e2[1],
+            e1[2] * e2[0] - e1[0] * e2[2],
+            e1[0] * e2[1] - e1[1] * e2[0],
+        ];
+        for v in r {
+            let acc = if v & TAG_BORROWED == 0 {
+                &mut self.face_normals[v as usize]
+            } else {
+                &mut self.borrowed_face_normals[(v & !TAG_BORROWED) as usize]
+            };
+            acc[0] += f[0];
+            acc[1] += f[1];
+            acc[2] += f[2];
+        }
+        self.tris.extend_from_slice(&r);
+    }
 }
 
 /// Numbers the crossings of plane `z` (x- then y-edges, and z-edges when `owned`), in scan
@@ -400,16 +461,20 @@ fn fill_plane(field: &Field, z: usize, owned: bool, map: &mut PlaneMap, out: &mu
         map.inside[i] = u8::from(*v >= iso);
     }
     map.tag = if owned { 0 } else { TAG_BORROWED };
-    let mut borrowed = 0u32;
-    let mut emit = |p: [usize; 3], d: usize, out: &mut SlabOut| -> u32 {
+    if !owned {
+        out.borrowed_positions.clear();
+    }
+    let emit = |p: [usize; 3], d: usize, out: &mut SlabOut| -> u32 {
+        let (pos, n) = field.crossing(p, d, owned);
         if owned {
-            let (pos, n) = field.crossing(p, d);
             out.positions.push(pos);
             out.normals.push(n);
+            out.face_normals.push([0.0; 3]);
             (out.positions.len() - 1) as u32
         } else {
-            borrowed += 1;
-            borrowed - 1
+            out.borrowed_positions.push(pos);
+            out.borrowed_face_normals.push([0.0; 3]);
+            (out.borrowed_positions.len() - 1) as u32
         }
     };
     for y in 0..py {
@@ -475,35 +540,13 @@ fn process_slab(field: &Field, z0: usize, z1: usize) -> SlabOut {
                 if case == 0 || case == 255 {
                     continue;
                 }
-                let c = &table[case as usize];
-                let mut centre_ref = [0u64; 4];
-                for (k, lp) in c.centres.iter().enumerate() {
-                    let mut p = [0f32; 3];
-                    let mut nrm = [0f32; 3];
-                    for &e in lp {
-                        let (a, _) = edge_corners(e as usize);
-                        let corner = [x + (a & 1), y + ((a >> 1) & 1), z + ((a >> 2) & 1)];
-                        let (q, n) = field.crossing(corner, e as usize / 4);
-                        for j in 0..3 {
-                            p[j] += q[j] / lp.len() as f32;
-                            nrm[j] += n[j] / lp.len() as f32;
-                        }
-                    }
-                    out.centre_positions.push(p);
-                    out.centre_normals.push(nrm);
-                    centre_ref[k] = TAG_CENTRE | (out.centre_positions.len() - 1) as u64;
-                }
-                for t in &c.tris {
-                    for &r in t {
-                        let v = if r >= CENTRE_BASE {
-                            centre_ref[(r - CENTRE_BASE) as usize]
-                        } else {
-                            let (slot, upper) = edge_slot[r as usize];
-                            let m = if upper { &hi } else { &lo };
-                            m.tag | u64::from(m.idx[slot + i])
-                        };
-                        out.tris.push(v);
-                    }
+                for t in &table[case as usize].tris {
+                    let r = t.map(|e| {
+                        let (slot, upper) = edge_slot[e as usize];
+                        let m = if upper { &hi } else { &lo };
+                        m.tag | m.idx[slot + i]
+                    });
+                    out.add_triangle(r);
                 }
             }
         }
@@ -531,55 +574,72 @@ pub(crate) fn contour(field: &Field, slabs: usize) -> Option<SurfaceMesh> {
         total += o.positions.len() as u64;
     }
     offsets.push(total);
-    let mut centre_offsets = Vec::with_capacity(outs.len());
-    for o in &outs {
-        centre_offsets.push(total);
-        total += o.centre_positions.len() as u64;
-    }
-    if total > u64::from(u32::MAX) {
+    // Slab-local numbers must leave the tag bit free, global ones fit u32.
+    if total > u64::from(u32::MAX) || outs.iter().any(|o| o.positions.len() >= 1 << 31) {
         return None;
     }
-    let indices: Vec<u32> = outs
-        .par_iter()
+    let mut indices = vec![0u32; outs.iter().map(|o| o.tris.len()).sum()];
+    split_by_lengths(&mut indices, outs.iter().map(|o| o.tris.len()))
+        .into_par_iter()
+        .zip(outs.par_iter())
         .enumerate()
-        .flat_map_iter(|(s, o)| {
-            let (own, next, centre) = (offsets[s], offsets[s + 1], centre_offsets[s]);
-            o.tris.iter().map(move |&r| {
-                let i = r & !TAG_MASK;
-                (match r & TAG_MASK {
-                    0 => own + i,
-                    TAG_BORROWED => next + i,
-                    _ => centre + i,
-                }) as u32
-            })
-        })
-        .collect();
-    let mut positions = Vec::with_capacity(total as usize);
-    let mut normals = Vec::with_capacity(total as usize);
-    for o in &outs {
-        positions.extend_from_slice(&o.positions);
-        normals.extend_from_slice(&o.normals);
-    }
-    for o in &outs {
-        positions.extend_from_slice(&o.centre_positions);
-        normals.extend_from_slice(&o.centre_normals);
+        .for_each(|(s, (dst, o))| {
+            let (own, next) = (offsets[s], offsets[s + 1]);
+            for (d, &r) in dst.iter_mut().zip(&o.tris) {
+                let i = u64::from(r & !TAG_BORROWED);
+                *d = (if r & TAG_BORROWED == 0 {
+                    own + i
+                } else {
+                    next + i
+                }) as u32;
+            }
+        });
+    let total = total as usize;
+    let concat = |part: fn(&SlabOut) -> &[[f32; 3]]| {
+        let mut all = vec![[0f32; 3]; total];
+        split_by_lengths(&mut all, outs.iter().map(|o| part(o).len()))
+            .into_par_iter()
+            .zip(outs.par_iter())
+            .for_each(|(dst, o)| dst.copy_from_slice(part(o)));
+        all
+    };
+    let positions = concat(|o| &o.positions);
+    let mut normals = concat(|o| &o.normals);
+    let mut face = concat(|o| &o.face_normals);
+    for (s, o) in outs.iter().enumerate() {
+        let next = offsets[s + 1] as usize;
+        for (f, b) in face[next..].iter_mut().zip(&o.borrowed_face_normals) {
+            f[0] += b[0];
+            f[1] += b[1];
+            f[2] += b[2];
+        }
     }
     drop(outs);
-    let mut mesh = SurfaceMesh {
+    finish_normals(&mut normals, &face);
+    Some(SurfaceMesh {
         positions,
         normals,
         indices,
         scalars: Vec::new(),
-    };
-    finish_normals(&mut mesh);
-    Some(mesh)
+    })
+}
+
+/// Splits `all` into consecutive slices of the given lengths (which must sum to its length).
+fn split_by_lengths<T>(all: &mut [T], lengths: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut parts = Vec::new();
+    let mut rest = all;
+    for len in lengths {
+        let (head, tail) = rest.split_at_mut(len);
+        parts.push(head);
+        rest = tail;
+    }
+    parts
 }
 
 /// Normalises the gradient normals; where the gradient vanishes or points against the
 /// area-weighted face normal, the (normalised) face normal is used instead.
-fn finish_normals(mesh: &mut SurfaceMesh) {
-    let face = mesh.area_weighted_normals();
-    mesh.normals
+fn finish_normals(normals: &mut [[f32; 3]], face: &[[f32; 3]]) {
+    normals
         .par_iter_mut()
         .zip(face.par_iter())
         .for_each(|(g, f)| {
@@ -632,7 +692,11 @@ mod tests {
 
     fn sphere_mask(radius: f64) -> (BoneMask, [f64; 3]) {
         let n = (2.0 * radius) as usize + 8;
-        let c = [n as f64 / 2.0 + 0.31, n as f64 / 2.0 - 0.17, n as f64 / 2.0 + 0.07];
+        let c = [
+            n as f64 / 2.0 + 0.31,
+            n as f64 / 2.0 - 0.17,
+            n as f64 / 2.0 + 0.07,
+        ];
         let grid = Grid::isotropic(Dims::new(n, n, n), 1.0);
         let mask = BoneMask::from_fn(grid, |x, y, z| {
             let d = [x as f64 - c[0], y as f64 - c[1], z as f64 - c[2]];
@@ -678,7 +742,10 @@ mod tests {
     #[test]
     fn solid_box_matches_bevelled_box_formulas() {
         for n in [[1, 1, 1], [4, 3, 1], [5, 5, 5], [2, 7, 3], [9, 6, 11]] {
-            for (h, origin) in [([1.0, 1.0, 1.0], [0.0; 3]), ([0.5, 0.25, 2.0], [3.0, -1.0, 0.5])] {
+            for (h, origin) in [
+                ([1.0, 1.0, 1.0], [0.0; 3]),
+                ([0.5, 0.25, 2.0], [3.0, -1.0, 0.5]),
+            ] {
                 let grid = Grid {
                     dims: Dims::new(n[0] + 3, n[1] + 2, n[2] + 4),
                     voxel_size_mm: h,
@@ -707,7 +774,9 @@ mod tests {
                 for a in 0..3 {
                     let lo_e = origin[a] + (first[a] - 0.5) * h[a];
                     let hi_e = origin[a] + (first[a] + nf[a] - 0.5) * h[a];
-                    assert!((lo[a] as f64 - lo_e).abs() < 1e-5 && (hi[a] as f64 - hi_e).abs() < 1e-5);
+                    assert!(
+                        (lo[a] as f64 - lo_e).abs() < 1e-5 && (hi[a] as f64 - hi_e).abs() < 1e-5
+                    );
                 }
             }
         }
@@ -727,18 +796,26 @@ mod tests {
     #[test]
     fn empty_masks_and_grids_give_empty_meshes() {
         let grid = Grid::isotropic(Dims::new(5, 5, 5), 1.0);
-        let m = extract_surface(&BoneMask::from_fn(grid, |_, _, _| false), &ExtractParams::default());
+        let m = extract_surface(
+            &BoneMask::from_fn(grid, |_, _, _| false),
+            &ExtractParams::default(),
+        );
         assert!(m.is_empty() && m.positions.is_empty());
         let grid = Grid::isotropic(Dims::new(0, 5, 5), 1.0);
-        let m = extract_surface(&BoneMask::from_fn(grid, |_, _, _| true), &ExtractParams::default());
+        let m = extract_surface(
+            &BoneMask::from_fn(grid, |_, _, _| true),
+            &ExtractParams::default(),
+        );
         assert!(m.is_empty());
         assert_eq!(m.bounding_box(), None);
     }
 
     /// Sphere of radius r = 20 voxels (voxel centres within r are bone), centre off the grid
     /// lattice. Binary marching cubes overestimates the area of a smooth surface (the facets
-    /// follow the voxel staircase): area within 10 % of 4πr² (observed about +4 to +5 %), volume
-    /// within 3 % of 4/3 πr³ (observed < 0.5 %). Vertex normals point outward.
+    /// follow the voxel staircase): area within 10 % of 4πr² (observed +8.0 %), volume within
+    /// 3 % of 4/3 πr³ (observed -0.2 %). With sigma = 1 voxel smoothing the area is within
+    /// 0.3 % and the volume within 0.9 % (same tolerances asserted). Vertex normals point
+    /// outward.
     #[test]
     fn sphere_radius_20_area_and_volume() {
         let r = 20.0;
@@ -813,7 +890,8 @@ mod tests {
         }
     }
 
-    /// The mesh does not depend on how the z-range is split into parallel slabs (bit-exact).
+    /// The mesh does not depend on how the z-range is split into parallel slabs: positions and
+    /// indices bit-exact, normals to 1e-5 (summation order of face normals at slab seams).
     #[test]
     fn slab_count_does_not_change_the_mesh() {
         let mut rng = Rng(42);
@@ -830,7 +908,13 @@ mod tests {
         ] {
             let one = extract_with_slabs(&mask, &params, 1);
             for slabs in [2, 3, 7, 100] {
-                assert_eq!(extract_with_slabs(&mask, &params, slabs), one, "{slabs} slabs");
+                let m = extract_with_slabs(&mask, &params, slabs);
+                assert_eq!(m.positions, one.positions, "{slabs} slabs");
+                assert_eq!(m.indices, one.indices, "{slabs} slabs");
+                // Face-normal sums are added in a different order across slab seams.
+                for (a, b) in m.normals.iter().zip(&one.normals) {
+                    assert!((0..3).all(|k| (a[k] - b[k]).abs() < 1e-5), "{a:?} {b:?}");
+                }
             }
         }
     }
@@ -844,7 +928,13 @@ mod tests {
         let ev = 4.0 / 3.0 * PI * r * r * r;
         let mut last = usize::MAX;
         for (step, tol) in [(1, 0.03), (2, 0.05), (4, 0.10)] {
-            let m = extract_surface(&mask, &ExtractParams { step, ..ExtractParams::default() });
+            let m = extract_surface(
+                &mask,
+                &ExtractParams {
+                    step,
+                    ..ExtractParams::default()
+                },
+            );
             assert!(m.is_watertight());
             println!("sphere r=20 step {step}: {} triangles", m.triangle_count());
             assert!(m.triangle_count() * 3 < last, "step {step}");
@@ -859,7 +949,11 @@ mod tests {
         let (mask, _) = sphere_mask(20.0);
         let full = extract_surface(&mask, &ExtractParams::default()).triangle_count();
         let (m, step) = extract_surface_within(&mask, &ExtractParams::default(), full / 5);
-        assert!(m.triangle_count() <= full / 5 && step >= 2, "{} {step}", m.triangle_count());
+        assert!(
+            m.triangle_count() <= full / 5 && step >= 2,
+            "{} {step}",
+            m.triangle_count()
+        );
         assert!(m.is_watertight());
         let (m, step) = extract_surface_within(&mask, &ExtractParams::default(), full);
         assert_eq!((m.triangle_count(), step), (full, 1));
@@ -886,12 +980,23 @@ mod tests {
         assert!((0.2..0.3).contains(&bv_tv), "{bv_tv}");
         for params in [
             ExtractParams::default(),
-            ExtractParams { step: 2, ..ExtractParams::default() },
-            ExtractParams { smoothing_sigma_voxels: 1.0, ..ExtractParams::default() },
+            ExtractParams {
+                step: 2,
+                ..ExtractParams::default()
+            },
+            ExtractParams {
+                smoothing_sigma_voxels: 1.0,
+                ..ExtractParams::default()
+            },
         ] {
-            let t = std::time::Instant::now();
-            let m = extract_surface(&mask, &params);
-            let secs = t.elapsed().as_secs_f64();
+            // Best of three runs (the first also pays for page faults and pool start-up).
+            let mut secs = f64::INFINITY;
+            let mut m = SurfaceMesh::default();
+            for _ in 0..3 {
+                let t = std::time::Instant::now();
+                m = extract_surface(&mask, &params);
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
             println!(
                 "gyroid 200^3 BV/TV {bv_tv:.3} step {} sigma {}: {} vertices, {} triangles, {secs:.3} s ({} threads)",
                 params.step,
@@ -911,14 +1016,18 @@ mod tests {
         use std::io::Read;
         let dir = std::env::var_os("OSTEOLAB_DATA")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+            });
         let path = dir.join("microct/lhdl-3155-D4-gray200.raw.gz");
         let Ok(file) = std::fs::File::open(&path) else {
             println!("skipped: micro-CT data not found at {}", path.display());
             return;
         };
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(file).read_to_end(&mut raw).unwrap();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut raw)
+            .unwrap();
         assert_eq!(raw.len(), 200 * 200 * 200);
         let grid = Grid::isotropic(Dims::new(200, 200, 200), 0.0195);
         let mask = BoneMask::new(grid, raw.iter().map(|&g| g >= 70).collect()).unwrap();
@@ -934,7 +1043,11 @@ mod tests {
         let bv = mask.count() as f64 * grid.voxel_volume_mm3();
         // Binary marching cubes bevels every edge and corner of the voxel surface; on trabecular
         // bone the enclosed volume stays within 10 % of the voxel volume.
-        assert!(rel(m.enclosed_volume_mm3(), bv) < 0.10, "{} vs {bv}", m.enclosed_volume_mm3());
+        assert!(
+            rel(m.enclosed_volume_mm3(), bv) < 0.10,
+            "{} vs {bv}",
+            m.enclosed_volume_mm3()
+        );
         let t = std::time::Instant::now();
         let (p, step) = extract_surface_within(&mask, &ExtractParams::default(), 200_000);
         println!(

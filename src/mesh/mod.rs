@@ -112,7 +112,7 @@ impl SurfaceMesh {
 
     fn indices_in_range(&self) -> bool {
         let n = self.positions.len();
-        self.indices.len() % 3 == 0 && self.indices.par_iter().all(|&i| (i as usize) < n)
+        self.indices.len().is_multiple_of(3) && self.indices.par_iter().all(|&i| (i as usize) < n)
     }
 
     /// True when every edge is shared by exactly two triangles that traverse it in opposite
@@ -137,49 +137,88 @@ impl SurfaceMesh {
         }
         directed
             .par_iter()
-            .all(|&e| directed.binary_search(&((e << 32) | (e >> 32))).is_ok())
+            .all(|&e| directed.binary_search(&e.rotate_right(32)).is_ok())
     }
 
     /// Axis-aligned bounds `(min, max)` of the vertices in mm, `None` without vertices.
     pub fn bounding_box(&self) -> Option<([f32; 3], [f32; 3])> {
         let first = *self.positions.first()?;
-        Some(
-            self.positions
-                .iter()
-                .fold((first, first), |(lo, hi), p| {
-                    (
-                        [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
-                        [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
-                    )
-                }),
-        )
+        Some(self.positions.iter().fold((first, first), |(lo, hi), p| {
+            (
+                [lo[0].min(p[0]), lo[1].min(p[1]), lo[2].min(p[2])],
+                [hi[0].max(p[0]), hi[1].max(p[1]), hi[2].max(p[2])],
+            )
+        }))
     }
 
     /// Per-vertex sums of the adjacent triangles' area vectors (`(b - a) × (c - a)`, i.e. twice
-    /// the area times the unit normal), not normalised. Indices out of range are skipped.
+    /// the area times the unit normal), not normalised. Triangles with an index out of range are
+    /// skipped. Parallel over chunks of triangles, each accumulating into the (for extracted
+    /// meshes, short) range of vertex numbers it touches.
     pub fn area_weighted_normals(&self) -> Vec<[f32; 3]> {
         let n = self.positions.len();
-        let mut acc = vec![[0f32; 3]; n];
-        for t in self.indices.chunks_exact(3) {
-            if t.iter().any(|&i| i as usize >= n) {
-                continue;
+        let valid = |t: &[u32]| t.iter().all(|&i| (i as usize) < n);
+        let accumulate = |tris: &[u32], lo: usize, acc: &mut [[f32; 3]]| {
+            for t in tris.chunks_exact(3) {
+                if !valid(t) {
+                    continue;
+                }
+                let [a, b, c] = [0, 1, 2].map(|k| self.positions[t[k] as usize]);
+                let e1 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+                let e2 = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+                let f = [
+                    e1[1] * e2[2] - e1[2] * e2[1],
+                    e1[2] * e2[0] - e1[0] * e2[2],
+                    e1[0] * e2[1] - e1[1] * e2[0],
+                ];
+                for &i in t {
+                    let v = &mut acc[i as usize - lo];
+                    v[0] += f[0];
+                    v[1] += f[1];
+                    v[2] += f[2];
+                }
             }
-            let [a, b, c] = [0, 1, 2].map(|k| self.positions[t[k] as usize]);
-            let e1 = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
-            let e2 = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
-            let f = [
-                e1[1] * e2[2] - e1[2] * e2[1],
-                e1[2] * e2[0] - e1[0] * e2[2],
-                e1[0] * e2[1] - e1[1] * e2[0],
-            ];
-            for &i in t {
-                let v = &mut acc[i as usize];
-                v[0] += f[0];
-                v[1] += f[1];
-                v[2] += f[2];
+        };
+        let ranges: Vec<(usize, usize)> = self
+            .indices
+            .par_chunks(3 * CHUNK_TRIS)
+            .map(|chunk| {
+                chunk
+                    .chunks_exact(3)
+                    .filter(|t| valid(t))
+                    .flatten()
+                    .fold((usize::MAX, 0), |(lo, hi), &i| {
+                        (lo.min(i as usize), hi.max(i as usize + 1))
+                    })
+            })
+            .collect();
+        let span: usize = ranges.iter().map(|&(lo, hi)| hi.saturating_sub(lo)).sum();
+        let mut out = vec![[0f32; 3]; n];
+        if span > 8 * n.max(1) {
+            // Scattered indices: one serial pass is cheaper than many wide buffers.
+            accumulate(&self.indices, 0, &mut out);
+            return out;
+        }
+        let partial: Vec<(usize, Vec<[f32; 3]>)> = self
+            .indices
+            .par_chunks(3 * CHUNK_TRIS)
+            .zip(ranges.par_iter())
+            .map(|(chunk, &(lo, hi))| {
+                let mut acc = vec![[0f32; 3]; hi.saturating_sub(lo)];
+                if !acc.is_empty() {
+                    accumulate(chunk, lo, &mut acc);
+                }
+                (lo, acc)
+            })
+            .collect();
+        for (lo, acc) in partial {
+            for (o, a) in out[lo..].iter_mut().zip(&acc) {
+                o[0] += a[0];
+                o[1] += a[1];
+                o[2] += a[2];
             }
         }
-        acc
+        out
     }
 
     /// The per-vertex field called `name`, if present.
@@ -253,7 +292,12 @@ mod tests {
     /// A unit tetrahedron, outward oriented.
     fn tetra() -> SurfaceMesh {
         SurfaceMesh {
-            positions: vec![[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            positions: vec![
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0],
+                [0.0, 0.0, 1.0],
+            ],
             normals: vec![[0.0, 0.0, 1.0]; 4],
             indices: vec![0, 2, 1, 0, 1, 3, 0, 3, 2, 1, 2, 3],
             scalars: Vec::new(),

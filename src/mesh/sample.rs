@@ -50,7 +50,11 @@ pub fn try_sample_voxel_field(
             len
         )));
     }
-    if grid.voxel_size_mm.iter().any(|&v| !(v.is_finite() && v > 0.0)) {
+    if grid
+        .voxel_size_mm
+        .iter()
+        .any(|&v| !(v.is_finite() && v > 0.0))
+    {
         return Err(err(format!(
             "voxel size {:?} mm is not positive",
             grid.voxel_size_mm
@@ -94,7 +98,11 @@ fn sample_at(grid: &Grid, mask: &BoneMask, field: &[f32], p: [f32; 3]) -> f32 {
             if w <= 1e-6 {
                 continue;
             }
-            let (x, y, z) = (b[0] + off[0] as i64, b[1] + off[1] as i64, b[2] + off[2] as i64);
+            let (x, y, z) = (
+                b[0] + off[0] as i64,
+                b[1] + off[1] as i64,
+                b[2] + off[2] as i64,
+            );
             if mask.get_or_false(x, y, z) {
                 acc += w * field[d.index(x as usize, y as usize, z as usize)] as f64;
                 wsum += w;
@@ -124,7 +132,11 @@ fn nearest_bone_mean(grid: &Grid, mask: &BoneMask, field: &[f32], v: [f64; 3]) -
     // First shell (Chebyshev radius) holding bone.
     let found = (1..=SEARCH_RADIUS_VOXELS).find(|&r| {
         cube(centre, r).any(|(x, y, z)| {
-            let shell = (x - centre[0]).abs().max((y - centre[1]).abs()).max((z - centre[2]).abs()) == r;
+            let shell = (x - centre[0])
+                .abs()
+                .max((y - centre[1]).abs())
+                .max((z - centre[2]).abs())
+                == r;
             shell && mask.get_or_false(x, y, z)
         })
     });
@@ -197,7 +209,10 @@ mod tests {
             let dist: f64 = (0..3)
                 .map(|a| ((p[a] as f64 - c[a]) / g.voxel_size_mm[a]).abs())
                 .sum();
-            assert!(dist <= 0.5 + 1e-4, "vertex {p:?} is {dist} voxels from its bone voxel");
+            assert!(
+                dist <= 0.5 + 1e-4,
+                "vertex {p:?} is {dist} voxels from its bone voxel"
+            );
         }
     }
 
@@ -205,10 +220,21 @@ mod tests {
     /// (tolerance 1e-6: a weighted mean of equal values).
     #[test]
     fn smoothed_coarse_surface_samples_a_constant_field_exactly() {
-        let mask = block_mask();
-        let field: Vec<f32> = mask.voxels.iter().map(|&b| if b { 3.5 } else { 0.0 }).collect();
+        let grid = Grid {
+            dims: Dims::new(14, 12, 13),
+            voxel_size_mm: [0.5, 0.25, 0.75],
+            origin_mm: [1.0, -2.0, 3.0],
+        };
+        let mask = BoneMask::from_fn(grid, |x, y, z| {
+            (2..12).contains(&x) && (1..10).contains(&y) && (3..11).contains(&z) && x + y != 8
+        });
+        let field: Vec<f32> = mask
+            .voxels
+            .iter()
+            .map(|&b| if b { 3.5 } else { 0.0 })
+            .collect();
         let params = ExtractParams {
-            smoothing_sigma_voxels: 1.5,
+            smoothing_sigma_voxels: 1.0,
             step: 2,
             ..ExtractParams::default()
         };
@@ -224,8 +250,8 @@ mod tests {
     fn mismatched_field_is_an_error_naming_the_field() {
         let mask = block_mask();
         let mesh = extract_surface(&mask, &ExtractParams::default());
-        let err = try_sample_voxel_field(&mesh, &mask.grid, &mask, &[0.0; 5], "sed_mpa")
-            .unwrap_err();
+        let err =
+            try_sample_voxel_field(&mesh, &mask.grid, &mask, &[0.0; 5], "sed_mpa").unwrap_err();
         assert!(err.to_string().contains("sed_mpa"), "{err}");
         let lenient = sample_voxel_field(&mesh, &mask.grid, &mask, &[0.0; 5], "sed_mpa");
         assert_eq!(lenient.len(), mesh.vertex_count());

@@ -6,12 +6,14 @@
 //! (Dürst 1988; Nielson & Hamann 1991). Here every cube face is contoured *on its own*, from its
 //! four corner signs only, with one fixed rule for ambiguous faces ("join inside": bone corners
 //! on a face diagonal are connected, i.e. bone is face-diagonally (18-) connected and background
-//! 6-connected, as in the "disambiguated" tables of Montani et al. 1994). A face is shared by
+//! 6-connected; the same fixed-choice idea as the implicit disambiguation of Montani, Scateni &
+//! Scopigno 1994, The Visual Computer 10:353). A face is shared by
 //! two cells that therefore produce the same segments on it, in opposite directions. The
 //! segments of a cell chain into closed loops (every crossed cube edge lies on two faces: one
-//! segment enters it, one leaves), and each loop is filled by a triangulation whose interior
-//! diagonals never join two points of a common cube face, so no diagonal can coincide with an
-//! edge of a neighbouring cell; loops without such a triangulation get a centre vertex instead.
+//! segment enters it, one leaves), and each loop is filled by the max-min-quality triangulation
+//! whose interior diagonals never join two points of a common cube face, so no diagonal can
+//! coincide with an edge of a neighbouring cell. Such a triangulation exists for every loop of
+//! all 256 cases (checked by a test), so no extra vertices are needed.
 //! Result: every mesh edge is shared by exactly two triangles with opposite orientation.
 //!
 //! Conventions. Corner `k` of a cell sits at `(k & 1, (k >> 1) & 1, (k >> 2) & 1)`. Edge
@@ -22,16 +24,11 @@
 
 use std::sync::OnceLock;
 
-/// A triangle vertex reference in a case: `0..12` is a cube edge, `12 + c` the centre vertex of
-/// loop `centres[c]`.
-pub(crate) const CENTRE_BASE: u8 = 12;
-
-/// Triangles (and the centre vertices they use) for one of the 256 corner sign patterns.
+/// Triangles (as triples of cube edges, in output winding) for one of the 256 corner sign
+/// patterns.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Case {
     pub tris: Vec<[u8; 3]>,
-    /// For each centre vertex: the cube edges of the loop it is the centre of.
-    pub centres: Vec<Vec<u8>>,
 }
 
 /// The 256 cases, built once.
@@ -200,8 +197,9 @@ fn tri_quality(a: [f64; 3], b: [f64; 3], c: [f64; 3], n: [f64; 3]) -> f64 {
 }
 
 /// Max-min quality triangulation of a loop using only "safe" chords (no two points of one cube
-/// face), by dynamic programming over sub-polygons. `None` if no safe triangulation exists or
-/// the best one has a triangle facing backwards.
+/// face), by dynamic programming over sub-polygons, on the edge-midpoint geometry. `None` if no
+/// safe triangulation exists or the best one has a triangle facing backwards (neither happens
+/// for any of the 256 cases).
 fn triangulate_loop(lp: &[usize]) -> Option<Vec<[usize; 3]>> {
     let n = lp.len();
     let pts: Vec<[f64; 3]> = lp.iter().map(|&e| edge_mid(e)).collect();
@@ -218,7 +216,8 @@ fn triangulate_loop(lp: &[usize]) -> Option<Vec<[usize; 3]>> {
         return None;
     }
     let nrm = [nrm[0] / len, nrm[1] / len, nrm[2] / len];
-    let chord_ok = |i: usize, j: usize| j == i + 1 || (i == 0 && j == n - 1) || !share_face(lp[i], lp[j]);
+    let chord_ok =
+        |i: usize, j: usize| j == i + 1 || (i == 0 && j == n - 1) || !share_face(lp[i], lp[j]);
     let mut best = vec![vec![f64::NEG_INFINITY; n]; n];
     let mut split = vec![vec![usize::MAX; n]; n];
     for i in 0..n - 1 {
@@ -261,18 +260,10 @@ fn triangulate_loop(lp: &[usize]) -> Option<Vec<[usize; 3]>> {
 fn build_case(case: u8) -> Case {
     let mut out = Case::default();
     for lp in case_loops(case) {
-        match triangulate_loop(&lp) {
-            Some(tris) => out
-                .tris
-                .extend(tris.into_iter().map(|t| t.map(|e| e as u8))),
-            None => {
-                let c = CENTRE_BASE + out.centres.len() as u8;
-                for i in 0..lp.len() {
-                    out.tris
-                        .push([c, lp[i] as u8, lp[(i + 1) % lp.len()] as u8]);
-                }
-                out.centres.push(lp.iter().map(|&e| e as u8).collect());
-            }
+        // `every_loop_has_a_safe_triangulation` checks that this never skips a loop.
+        if let Some(tris) = triangulate_loop(&lp) {
+            out.tris
+                .extend(tris.into_iter().map(|t| t.map(|e| e as u8)));
         }
     }
     out
@@ -317,12 +308,8 @@ mod tests {
     /// chord used twice in opposite directions. Chords never join two points of a common face.
     #[test]
     fn case_triangulations_are_manifold_and_use_safe_chords() {
-        let mut centre_cases = 0;
         for case in 0..=255u8 {
             let c = &cases()[case as usize];
-            if !c.centres.is_empty() {
-                centre_cases += 1;
-            }
             let mut directed: HashMap<(u8, u8), u32> = HashMap::new();
             for t in &c.tris {
                 for k in 0..3 {
@@ -342,24 +329,33 @@ mod tests {
                         directed.contains_key(&(b, a)),
                         "case {case}: interior edge {a}->{b} has no twin"
                     );
-                    if a < CENTRE_BASE && b < CENTRE_BASE {
-                        assert!(!share_face(a as usize, b as usize), "case {case}");
-                    }
+                    assert!(!share_face(a as usize, b as usize), "case {case}");
                 }
             }
             for s in &sides {
                 assert!(directed.contains_key(s), "case {case}: side {s:?} unused");
             }
         }
-        // Documented figure: how many of the 256 cases need a centre vertex.
-        println!("cases using a centre vertex: {centre_cases}");
+    }
+
+    /// Every loop of every case has a safe triangulation with all triangles facing outward,
+    /// and the table covers every loop (n - 2 triangles for a loop of n crossings).
+    #[test]
+    fn every_loop_has_a_safe_triangulation() {
+        for case in 0..=255u8 {
+            let loops = case_loops(case);
+            for lp in &loops {
+                assert!(triangulate_loop(lp).is_some(), "case {case} loop {lp:?}");
+            }
+            let expected: usize = loops.iter().map(|l| l.len() - 2).sum();
+            assert_eq!(cases()[case as usize].tris.len(), expected, "case {case}");
+        }
     }
 
     #[test]
     fn single_corner_case_is_one_outward_triangle() {
         let c = &cases()[1];
         assert_eq!(c.tris.len(), 1);
-        assert!(c.centres.is_empty());
         let t = c.tris[0].map(|e| edge_mid(e as usize));
         let n = cross(sub(t[1], t[0]), sub(t[2], t[0]));
         // Corner 0 is inside; the outward normal points away from it, towards (1, 1, 1).

@@ -96,7 +96,12 @@ pub fn euler_characteristic(mask: &BoneMask) -> i64 {
     let vox = &mask.voxels;
     let at = |x: usize, y: usize, z: usize| -> u32 {
         // Lattice-shifted lookup: voxel (x - 1, y - 1, z - 1), background outside.
-        (x >= 1 && y >= 1 && z >= 1 && x <= nx && y <= ny && z <= nz
+        (x >= 1
+            && y >= 1
+            && z >= 1
+            && x <= nx
+            && y <= ny
+            && z <= nz
             && vox[dims.index(x - 1, y - 1, z - 1)]) as u32
     };
     let eighths: i64 = (0..=nz)
@@ -141,7 +146,9 @@ fn euler_2d(nu: usize, nv: usize, get: impl Fn(usize, usize) -> bool) -> i64 {
 
 /// χ of a line of closed unit segments: the number of runs.
 fn euler_1d(n: usize, get: impl Fn(usize) -> bool) -> i64 {
-    (0..n).filter(|&t| get(t) && (t == 0 || !get(t - 1))).count() as i64
+    (0..n)
+        .filter(|&t| get(t) && (t == 0 || !get(t - 1)))
+        .count() as i64
 }
 
 /// Odgaard-Gundersen Δχ: χ minus the share of the cells on the image border.
@@ -215,7 +222,9 @@ mod tests {
         // Exact integers: a cube (χ = 1), a hollow box (sphere-like shell with a cavity,
         // χ = 2), a ring (torus, χ = 0), two diagonal voxels touching at a corner (one
         // 26-connected object, χ = 1), two separate cubes (χ = 2).
-        let cube = mask([6, 6, 6], |x, y, z| (1..5).contains(&x) && (1..5).contains(&y) && (1..5).contains(&z));
+        let cube = mask([6, 6, 6], |x, y, z| {
+            (1..5).contains(&x) && (1..5).contains(&y) && (1..5).contains(&z)
+        });
         assert_eq!(euler_characteristic(&cube), 1);
         let shell = mask([7, 7, 7], |x, y, z| {
             let inside = |a: usize| (1..6).contains(&a);
@@ -224,10 +233,15 @@ mod tests {
         });
         assert_eq!(euler_characteristic(&shell), 2);
         let ring = mask([7, 7, 3], |x, y, z| {
-            z == 1 && (1..6).contains(&x) && (1..6).contains(&y) && !((2..5).contains(&x) && (2..5).contains(&y))
+            z == 1
+                && (1..6).contains(&x)
+                && (1..6).contains(&y)
+                && !((2..5).contains(&x) && (2..5).contains(&y))
         });
         assert_eq!(euler_characteristic(&ring), 0);
-        let diag = mask([4, 4, 4], |x, y, z| (x, y, z) == (1, 1, 1) || (x, y, z) == (2, 2, 2));
+        let diag = mask([4, 4, 4], |x, y, z| {
+            (x, y, z) == (1, 1, 1) || (x, y, z) == (2, 2, 2)
+        });
         assert_eq!(euler_characteristic(&diag), 1);
         let two = mask([8, 4, 4], |x, y, z| (x == 1 || x == 5) && y == 1 && z == 1);
         assert_eq!(euler_characteristic(&two), 2);
@@ -237,14 +251,18 @@ mod tests {
     fn edge_correction_of_a_cut_rod_and_a_filled_box() {
         // A rod crossing the whole box along x has χ = 1 but is a piece of an infinite rod:
         // its faces term is 2 (two end discs), edges and corners 0, so Δχ = 1 - 1 = 0.
-        let rod = mask([10, 6, 6], |_, y, z| (2..4).contains(&y) && (2..4).contains(&z));
+        let rod = mask([10, 6, 6], |_, y, z| {
+            (2..4).contains(&y) && (2..4).contains(&z)
+        });
         assert_eq!(delta_chi(&rod), 0.0);
         // A fully solid box is a piece of a solid half-space-free universe: Δχ = 1 - 6/2 +
         // 12/4 - 8/8 = 0.
         let solid = mask([5, 4, 3], |_, _, _| true);
         assert_eq!(delta_chi(&solid), 0.0);
         // A floating particle in the interior keeps its χ.
-        let blob = mask([6, 6, 6], |x, y, z| (2..4).contains(&x) && (2..4).contains(&y) && (2..4).contains(&z));
+        let blob = mask([6, 6, 6], |x, y, z| {
+            (2..4).contains(&x) && (2..4).contains(&y) && (2..4).contains(&z)
+        });
         assert_eq!(delta_chi(&blob), 1.0);
     }
 }

@@ -238,6 +238,7 @@ pub fn squared_distance_mm2(
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // index loops mirror the brute-force definitions
 mod tests {
     use super::*;
 

@@ -1,11 +1,15 @@
 //! Bone surface (BS) and the structure model index (SMI, Hildebrand & Rüegsegger 1997,
 //! Comput Methods Biomech Biomed Engin 1:15), from a marching-cubes mesh of the bone.
 //!
-//! **Mesh.** [`crate::mesh::extract_surface`] on the binary mask (no smoothing, iso-level
-//! halfway between bone and marrow voxel centres). The image is a cut from a larger
+//! **Mesh.** [`crate::mesh::extract_surface`] with a Gaussian pre-smoothing of the bone
+//! indicator of σ = 1 voxel ([`SMOOTHING_SIGMA_VOXELS`]) and the iso-level 1/2. On the raw
+//! binary staircase the area is ~8-10 % too large and the normal-displacement derivative is
+//! biased (measured SMI 2.2 for a cylinder, 3.6 for a ball); with σ = 1 the area of a
+//! cylinder or ball is within 2 % and SMI 3.07 / 4.07, while flat faces stay exactly in place. The image is a cut from a larger
 //! structure, so the planes where bone meets the image border are not bone surface: the mask
-//! is first padded by one layer that replicates its border voxels (the structure continues
-//! straight across the border), meshed, and the mesh is clipped to the image box
+//! is first padded by two layers that replicate its border voxels (the structure continues
+//! straight across the border; two so that the vertex normals inside the box do not see the
+//! closing caps), meshed, and the mesh is clipped to the image box
 //! `[-1/2, n - 1/2]` voxels per axis. The caps the mesher adds to close the padded mask lie
 //! outside that box and drop out. So a plate crossing the image has exactly its two faces, a
 //! rod crossing it exactly its lateral surface. (BoneJ measures the isosurface of the image
@@ -23,6 +27,9 @@ use rayon::prelude::*;
 
 use crate::mesh::{ExtractParams, SurfaceMesh, extract_surface};
 use crate::volume::{BoneMask, Dims, Grid};
+
+/// Gaussian pre-smoothing (voxels) of the bone indicator before marching cubes.
+pub const SMOOTHING_SIGMA_VOXELS: f64 = 1.0;
 
 /// The bone surface inside the image box and its normal-displacement derivative.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,17 +75,20 @@ fn replicate_pad(mask: &BoneMask, pad: usize) -> BoneMask {
     let clampi = |v: usize, n: usize| v.saturating_sub(pad).min(n - 1);
     let plane = pd.nx * pd.ny;
     let mut voxels = vec![false; pd.len()];
-    voxels.par_chunks_mut(plane).enumerate().for_each(|(z, out)| {
-        let zs = clampi(z, d.nz);
-        for y in 0..pd.ny {
-            let ys = clampi(y, d.ny);
-            let src = &mask.voxels[d.index(0, ys, zs)..][..d.nx];
-            let row = &mut out[y * pd.nx..(y + 1) * pd.nx];
-            for (x, v) in row.iter_mut().enumerate() {
-                *v = src[clampi(x, d.nx)];
+    voxels
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(z, out)| {
+            let zs = clampi(z, d.nz);
+            for y in 0..pd.ny {
+                let ys = clampi(y, d.ny);
+                let src = &mask.voxels[d.index(0, ys, zs)..][..d.nx];
+                let row = &mut out[y * pd.nx..(y + 1) * pd.nx];
+                for (x, v) in row.iter_mut().enumerate() {
+                    *v = src[clampi(x, d.nx)];
+                }
             }
-        }
-    });
+        });
     BoneMask { grid, voxels }
 }
 
@@ -90,7 +100,13 @@ fn clipped_area(t: [[f64; 3]; 3], lo: [f64; 3], hi: [f64; 3]) -> f64 {
             if poly.is_empty() {
                 return 0.0;
             }
-            let inside = |p: &[f64; 3]| if keep_above { p[axis] >= bound } else { p[axis] <= bound };
+            let inside = |p: &[f64; 3]| {
+                if keep_above {
+                    p[axis] >= bound
+                } else {
+                    p[axis] <= bound
+                }
+            };
             let mut out = Vec::with_capacity(poly.len() + 2);
             for i in 0..poly.len() {
                 let a = poly[i];
@@ -127,8 +143,13 @@ fn clipped_area(t: [[f64; 3]; 3], lo: [f64; 3], hi: [f64; 3]) -> f64 {
 /// Surface measures of the bone phase of `mask` (see the module docs). The mask must hold
 /// some bone (checked by the caller).
 pub fn surface_measures(mask: &BoneMask) -> SurfaceMeasures {
-    let padded = replicate_pad(mask, 1);
-    let mesh = extract_surface(&padded, &ExtractParams::default());
+    let pad = 2 + (3.0 * SMOOTHING_SIGMA_VOXELS).ceil() as usize;
+    let padded = replicate_pad(mask, pad);
+    let params = ExtractParams {
+        smoothing_sigma_voxels: SMOOTHING_SIGMA_VOXELS,
+        ..ExtractParams::default()
+    };
+    let mesh = extract_surface(&padded, &params);
     let d = mask.dims();
     let s = mask.grid.voxel_size_mm;
     let o = mask.grid.origin_mm;
@@ -183,10 +204,7 @@ pub(crate) fn area_and_derivative(mesh: &SurfaceMesh, lo: [f64; 3], hi: [f64; 3]
                     continue;
                 }
                 // d/dr of 1/2 |(b - a) x (c - a)| with vertices moving along their normals.
-                let dn = add(
-                    cross(sub(nv[1], nv[0]), e2),
-                    cross(e1, sub(nv[2], nv[0])),
-                );
+                let dn = add(cross(sub(nv[1], nv[0]), e2), cross(e1, sub(nv[2], nv[0])));
                 let darea = 0.5 * dot(nn, dn) / len;
                 acc.0 += fraction * area;
                 acc.1 += fraction * darea;

@@ -30,16 +30,37 @@ fn plates_have_exact_thickness_separation_and_surface() {
         let gap = 12;
         let mask = plates(w, gap);
         // Even widths are exact for the BoneJ local thickness (diameter = 2 x distance to the
-        // nearest background centre = w); only f32 storage rounding remains (1e-6).
+        // nearest background centre = w) on every voxel at least w/2 from the lateral image
+        // border; only f32 storage rounding remains (1e-6). Nearer the lateral border the
+        // outside counts as background (BoneJ), so the square plate edges are thinner there
+        // (a corner voxel is in no ball of radius w/2): that rim of w/2 voxels on 4 sides
+        // bounds the bias of the mean to w/2 * 4 / 36 of the voxels, each at most w/2 low.
+        let map = local_thickness_map(&mask, Phase::Bone, Border::Site).unwrap();
+        let d = mask.dims();
+        for i in 0..d.len() {
+            let [x, y, _] = d.coords(i);
+            let interior = x >= w / 2 && y >= w / 2 && x + w / 2 < d.nx && y + w / 2 < d.ny;
+            if mask.voxels[i] && interior {
+                assert!(
+                    rel(map.thickness_mm[i] as f64, w as f64 * S) < 1e-6,
+                    "w={w} voxel {i}"
+                );
+            }
+        }
         let th = trabecular_thickness(&mask).unwrap();
-        assert!(rel(th.mean_mm, w as f64 * S) < 1e-6, "w={w} {th:?}");
-        assert!(th.sd_mm < 1e-6, "w={w} {th:?}");
+        assert!(rel(th.max_mm, w as f64 * S) < 1e-6, "w={w} {th:?}");
+        assert!(th.mean_mm <= w as f64 * S * (1.0 + 1e-6), "w={w} {th:?}");
+        assert!(
+            rel(th.mean_mm, w as f64 * S) < (w as f64 / 2.0) * 4.0 / 36.0 * 0.5,
+            "w={w} {th:?}"
+        );
         let sp = trabecular_separation(&mask).unwrap();
         assert!(rel(sp.mean_mm, gap as f64 * S) < 1e-6, "w={w} {sp:?}");
         assert!(sp.sd_mm < 1e-6, "w={w} {sp:?}");
         // Tb.N is the plate frequency 1 / ((w + gap) s).
+        // (the Tb.Th rim bias above, diluted by Tb.Sp: same bound).
         let tb_n = trabecular_number(th.mean_mm, sp.mean_mm);
-        assert!(rel(tb_n, 1.0 / ((w + gap) as f64 * S)) < 1e-6);
+        assert!(rel(tb_n, 1.0 / ((w + gap) as f64 * S)) < (w as f64 / 2.0) * 4.0 / 36.0 * 0.5);
         // Four plate faces lie inside the image (the two outer plates each lose their cut
         // face): BS/BV = 4 / (3 w s), exact for flat marching-cubes faces (1e-6).
         let surf = bone_surface(&mask).unwrap();
@@ -57,11 +78,12 @@ fn plates_have_exact_thickness_separation_and_surface() {
 
 #[test]
 fn rod_has_thickness_of_its_diameter_and_smi_of_three() {
-    // A cylinder of radius r = 6 voxels along z across the whole image.
+    // A cylinder of radius r = 6 voxels along z across the whole image, axis on a voxel
+    // centre.
     let r = 6.0;
-    let n = [32, 32, 96];
+    let n = [33, 33, 96];
     let mask = BoneMask::from_fn(grid(n), |x, y, _| {
-        (x as f64 - 15.5).powi(2) + (y as f64 - 15.5).powi(2) <= r * r
+        (x as f64 - 16.0).powi(2) + (y as f64 - 16.0).powi(2) <= r * r
     });
     let th = trabecular_thickness(&mask).unwrap();
     // Tb.Th = 2r within one voxel: the digital disc's inscribed ball differs from r by less
@@ -70,8 +92,13 @@ fn rod_has_thickness_of_its_diameter_and_smi_of_three() {
     assert!((th.mean_mm - 2.0 * r * S).abs() <= S, "{th:?}");
     let surf = bone_surface(&mask).unwrap();
     println!("rod surface {surf:?} smi {}", surf.smi());
-    // SMI = 3 for a cylinder; the voxelised one within 0.35 (staircase surface, see below).
-    assert!((surf.smi() - 3.0).abs() < 0.35, "smi {}", surf.smi());
+    // SMI = 3 for a cylinder. The smoothed (sigma = 1 voxel) marching-cubes surface of the
+    // digital disc is within 2 % of the true area, and SMI within 0.15 (measured 3.07).
+    assert!(
+        rel(surf.bs_mm2, 2.0 * std::f64::consts::PI * r * 96.0 * S * S) < 0.02,
+        "{surf:?}"
+    );
+    assert!((surf.smi() - 3.0).abs() < 0.15, "smi {}", surf.smi());
 }
 
 #[test]
@@ -99,10 +126,22 @@ fn sphere_has_exact_volume_fraction_and_smi_near_four() {
     let bv_tv = bone_volume_fraction(&mask).unwrap();
     assert_eq!(bv_tv, count as f64 / (32.0 * 32.0 * 32.0));
     // ... and within 2 % of the continuous ball (lattice-point error of a radius-12 ball).
-    assert!(rel(bv_tv, 4.0 / 3.0 * std::f64::consts::PI * rad.powi(3) / 32768.0) < 0.02);
+    assert!(
+        rel(
+            bv_tv,
+            4.0 / 3.0 * std::f64::consts::PI * rad.powi(3) / 32768.0
+        ) < 0.02
+    );
     let surf = bone_surface(&mask).unwrap();
     println!("sphere surface {surf:?} smi {}", surf.smi());
-    assert!((surf.smi() - 4.0).abs() < 0.5, "smi {}", surf.smi());
+    // SMI = 4 for a sphere. BoneJ reports 3.5-4 on voxelised spheres from the raw binary
+    // mesh; with the sigma = 1 voxel smoothing the radius-12 ball gives 4.07 and an area
+    // within 2 % of 4 pi R²: tolerance 0.15.
+    assert!(
+        rel(surf.bs_mm2, 4.0 * std::f64::consts::PI * (rad * S).powi(2)) < 0.02,
+        "{surf:?}"
+    );
+    assert!((surf.smi() - 4.0).abs() < 0.15, "smi {}", surf.smi());
 }
 
 #[test]
@@ -123,10 +162,16 @@ fn cubic_rod_lattice_has_exact_volume_fraction_and_connectivity() {
     // border cuts the lattice where its boundary layers repeat periodically, so the
     // Odgaard-Gundersen estimate is exact: Δχ = −2 k³ (to floating point, 1e-9).
     let conn = connectivity_density(&mask).unwrap();
-    assert!((conn.delta_chi + 2.0 * (k * k * k) as f64).abs() < 1e-9, "{conn:?}");
+    assert!(
+        (conn.delta_chi + 2.0 * (k * k * k) as f64).abs() < 1e-9,
+        "{conn:?}"
+    );
     // Conn.D = (1 + 2 k³) / V → 2 / p³: within 1 / (2 k³) (the "+1" of β1 = 1 − Δχ).
     let cd_expect = 2.0 / (p as f64 * S).powi(3);
-    assert!(rel(conn.conn_d_per_mm3, cd_expect) <= 1.0 / (2.0 * (k * k * k) as f64) + 1e-12, "{conn:?}");
+    assert!(
+        rel(conn.conn_d_per_mm3, cd_expect) <= 1.0 / (2.0 * (k * k * k) as f64) + 1e-12,
+        "{conn:?}"
+    );
     // Without the border correction the raw χ is far off (the cut rods are free ends).
     assert!(conn.euler_characteristic as f64 != conn.delta_chi);
 }
@@ -152,7 +197,9 @@ fn random_balls(n: usize, count: usize, seed: u64) -> BoneMask {
         for z in lo(b[2])..=hi(b[2]) {
             for y in lo(b[1])..=hi(b[1]) {
                 for x in lo(b[0])..=hi(b[0]) {
-                    let d = (x as f64 - b[0]).powi(2) + (y as f64 - b[1]).powi(2) + (z as f64 - b[2]).powi(2);
+                    let d = (x as f64 - b[0]).powi(2)
+                        + (y as f64 - b[1]).powi(2)
+                        + (z as f64 - b[2]).powi(2);
                     if d <= r * r {
                         voxels[x + n * (y + n * z)] = true;
                     }
@@ -178,28 +225,46 @@ fn random_balls_are_isotropic() {
 fn invalid_masks_are_rejected() {
     let g = grid([4, 4, 4]);
     let none = BoneMask::from_fn(g, |_, _, _| false);
-    assert_eq!(morphometry(&none, &MorphParams::default()), Err(MorphError::NoBone));
+    assert_eq!(
+        morphometry(&none, &MorphParams::default()),
+        Err(MorphError::NoBone)
+    );
     let all = BoneMask::from_fn(g, |_, _, _| true);
-    assert_eq!(morphometry(&all, &MorphParams::default()), Err(MorphError::NoMarrow));
+    assert_eq!(
+        morphometry(&all, &MorphParams::default()),
+        Err(MorphError::NoMarrow)
+    );
     let empty = BoneMask {
         grid: grid([0, 4, 4]),
         voxels: vec![],
     };
-    assert!(matches!(validate(&empty), Err(MorphError::EmptyMask { .. })));
+    assert!(matches!(
+        validate(&empty),
+        Err(MorphError::EmptyMask { .. })
+    ));
     let short = BoneMask {
         grid: g,
         voxels: vec![true; 5],
     };
-    assert!(matches!(validate(&short), Err(MorphError::SizeMismatch { .. })));
+    assert!(matches!(
+        validate(&short),
+        Err(MorphError::SizeMismatch { .. })
+    ));
     let mut bad = BoneMask::from_fn(g, |x, _, _| x < 2);
     bad.grid.voxel_size_mm[1] = f64::NAN;
-    assert!(matches!(validate(&bad), Err(MorphError::BadVoxelSize { .. })));
+    assert!(matches!(
+        validate(&bad),
+        Err(MorphError::BadVoxelSize { .. })
+    ));
     let ok = BoneMask::from_fn(g, |x, _, _| x < 2);
     let params = MilParams {
         directions: 3,
         ..MilParams::default()
     };
-    assert!(matches!(degree_of_anisotropy(&ok, &params), Err(MorphError::InvalidParams(_))));
+    assert!(matches!(
+        degree_of_anisotropy(&ok, &params),
+        Err(MorphError::InvalidParams(_))
+    ));
 }
 
 #[test]
@@ -250,7 +315,10 @@ fn real_microct_sample_is_in_the_physiological_range() {
     let mask = BoneMask::new(grid, raw.iter().map(|&v| v >= 70).collect()).unwrap();
     let t = std::time::Instant::now();
     let m = morphometry(&mask, &MorphParams::default()).unwrap();
-    println!("micro-CT morphometry ({:.2} s): {m:?}", t.elapsed().as_secs_f64());
+    println!(
+        "micro-CT morphometry ({:.2} s): {m:?}",
+        t.elapsed().as_secs_f64()
+    );
     assert!((0.15..=0.35).contains(&m.bv_tv), "{m:?}");
     assert!((0.1..=0.3).contains(&m.tb_th_mm), "{m:?}");
     assert!((0.4..=1.2).contains(&m.tb_sp_mm), "{m:?}");

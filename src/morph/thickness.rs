@@ -5,18 +5,20 @@
 //!
 //! 1. Exact squared Euclidean distance transform of the phase ([`super::edt`]): `r(c)` is the
 //!    distance from voxel centre `c` to the nearest voxel centre of the other phase.
-//! 2. Distance ridge: a voxel is dropped when its ball `B(c, r(c))` lies inside the ball of
-//!    one of its 26 neighbours `c'`, i.e. when `r(c') >= r(c) + |c - c'|` (triangle
-//!    inequality; exact, so no voxel's result changes). BoneJ's ridge test is a lookup of
-//!    integer sphere templates; this one keeps a few more centres but is exact for
-//!    anisotropic spacing too.
+//! 2. Distance ridge: a voxel is dropped when its lattice ball `{x : |x - c|² <= r(c)²}` lies
+//!    inside the lattice ball of one of its 26 neighbours `c'` (a table of the smallest
+//!    neighbour radius that contains each ball present, per offset class: the lattice form of
+//!    the sphere templates of Dougherty's distance ridge). Containment is exact, so no
+//!    voxel's result changes, and it holds for anisotropic spacing too.
 //! 3. Every voxel takes the largest radius among the ridge balls that contain it, the balls
 //!    being inclusive, `|x - c|^2 <= r(c)^2`, as in Dougherty's `Local_Thickness` plugin.
 //!    Balls are painted largest first, so a voxel's first value is final; each row keeps
 //!    "next unpainted voxel" skip pointers (union-find with path halving), so a painted span
-//!    costs O(1) and every voxel is written once. Slabs of z are painted in parallel, each
-//!    slab running through all balls in the same sorted order, so the result is
-//!    deterministic and identical to the sequential one.
+//!    costs O(1) and every voxel is written once, and 4³ blocks and 16³ superblocks count
+//!    their unpainted voxels, so a ball skips the finished regions it overlaps without
+//!    visiting their rows.
+//!    Slabs of z are painted in parallel, each slab running through all balls in the same
+//!    sorted order, so the result is deterministic and identical to the sequential one.
 //! 4. Thickness = 2 r. Mean and SD (sample SD, n - 1) over the phase voxels.
 //!
 //! Differences from BoneJ: no "clean-up" pass (BoneJ's Dougherty plugin replaces surface
@@ -81,24 +83,9 @@ pub fn local_thickness_map(mask: &BoneMask, phase: Phase, border: Border) -> Opt
     let unit_mm = mask.grid.voxel_size_mm[0];
     let d2 = squared_edt_units(dims, w, &sites, border);
 
-    // Distance ridge, slice by slice.
-    let nbr: Vec<(i64, i64, i64, f64)> = {
-        let mut v = Vec::with_capacity(26);
-        for dz in -1i64..=1 {
-            for dy in -1i64..=1 {
-                for dx in -1i64..=1 {
-                    if (dx, dy, dz) != (0, 0, 0) {
-                        let dist = (w[0] * (dx * dx) as f64
-                            + w[1] * (dy * dy) as f64
-                            + w[2] * (dz * dz) as f64)
-                            .sqrt();
-                        v.push((dx, dy, dz, dist));
-                    }
-                }
-            }
-        }
-        v
-    };
+    // Distance ridge, slice by slice: drop a centre when its lattice ball lies inside the
+    // lattice ball of a neighbour (exact containment table, see `ContainmentTable`).
+    let table = ContainmentTable::new(&in_phase, &d2, w);
     let mut ridge: Vec<Ball> = (0..nz)
         .into_par_iter()
         .flat_map_iter(|z| {
@@ -109,14 +96,17 @@ pub fn local_thickness_map(mask: &BoneMask, phase: Phase, border: Border) -> Opt
                     if !in_phase[i] {
                         continue;
                     }
-                    let r = (d2[i] as f64).sqrt();
-                    let contained = nbr.iter().any(|&(dx, dy, dz, dist)| {
+                    let needs = table.needs(d2[i]);
+                    let contained = NEIGHBOURS.iter().any(|&(dx, dy, dz)| {
                         let (a, b, c) = (x as i64 + dx, y as i64 + dy, z as i64 + dz);
                         if !dims.contains(a, b, c) {
                             return false;
                         }
                         let j = dims.index(a as usize, b as usize, c as usize);
-                        in_phase[j] && (d2[j] as f64).sqrt() >= r + dist
+                        let class = (dx != 0) as usize
+                            | ((dy != 0) as usize) << 1
+                            | ((dz != 0) as usize) << 2;
+                        in_phase[j] && d2[j] as f64 >= needs[class - 1]
                     });
                     if !contained {
                         out.push(Ball {
@@ -138,62 +128,26 @@ pub fn local_thickness_map(mask: &BoneMask, phase: Phase, border: Border) -> Opt
             .then_with(|| (a.z, a.y, a.x).cmp(&(b.z, b.y, b.x)))
     });
 
-    // Paint, slab by slab.
+    // Paint, slab by slab (slabs are whole blocks thick).
     let plane = nx * ny;
-    let slab_z = nz.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+    let slab_z = (nz.div_ceil(4 * rayon::current_num_threads().max(1)))
+        .div_ceil(BLOCK * SUPER)
+        .max(1)
+        * (BLOCK * SUPER);
     let mut thickness = vec![0f32; dims.len()];
     thickness
         .par_chunks_mut(plane * slab_z)
         .enumerate()
         .for_each(|(s, out)| {
-            let z0 = s * slab_z;
-            let nzs = out.len() / plane;
-            // Skip pointers: next[r * (nx + 1) + x] = first unpainted x' >= x in row r.
-            let stride = nx + 1;
-            let mut next = vec![0u32; nzs * ny * stride];
-            for zl in 0..nzs {
-                for y in 0..ny {
-                    let row = (zl * ny + y) * stride;
-                    let vox = dims.index(0, y, z0 + zl);
-                    for x in 0..nx {
-                        next[row + x] = if in_phase[vox + x] { x } else { x + 1 } as u32;
-                    }
-                    next[row + nx] = nx as u32;
-                }
-            }
-            for ball in &ridge {
-                let r2 = ball.r2 as f64;
-                let (cx, cy, cz) = (ball.x as i64, ball.y as i64, ball.z as i64);
-                let hz = half_width(r2, w[2]);
-                let za = (cz - hz).max(z0 as i64);
-                let zb = (cz + hz).min((z0 + nzs) as i64 - 1);
-                if za > zb {
-                    continue;
-                }
-                let value = (2.0 * r2.sqrt() * unit_mm) as f32;
-                for z in za..=zb {
-                    let rem_z = r2 - w[2] * ((z - cz) * (z - cz)) as f64;
-                    let hy = half_width(rem_z, w[1]);
-                    let ya = (cy - hy).max(0);
-                    let yb = (cy + hy).min(ny as i64 - 1);
-                    let zl = z as usize - z0;
-                    for y in ya..=yb {
-                        let rem_y = rem_z - w[1] * ((y - cy) * (y - cy)) as f64;
-                        let hx = half_width(rem_y, w[0]);
-                        let xa = (cx - hx).max(0) as usize;
-                        let xb = (cx + hx).min(nx as i64 - 1) as usize;
-                        let row = (zl * ny + y as usize) * stride;
-                        let next_row = &mut next[row..row + stride];
-                        let out_row = &mut out[(zl * ny + y as usize) * nx..][..nx];
-                        let mut x = find(next_row, xa);
-                        while x <= xb {
-                            out_row[x] = value;
-                            next_row[x] = (x + 1) as u32;
-                            x = find(next_row, x + 1);
-                        }
-                    }
-                }
-            }
+            let painter = SlabPainter {
+                nx,
+                ny,
+                z0: s * slab_z,
+                nzs: out.len() / plane,
+                w,
+                unit_mm,
+            };
+            painter.paint(out, &in_phase, &ridge);
         });
 
     let (n, sum, sum2, max) = thickness
@@ -234,6 +188,93 @@ pub fn local_thickness_map(mask: &BoneMask, phase: Phase, border: Border) -> Opt
     })
 }
 
+/// The 26 neighbour offsets.
+const NEIGHBOURS: [(i64, i64, i64); 26] = {
+    let mut out = [(0i64, 0i64, 0i64); 26];
+    let mut k = 0;
+    let mut t = 0;
+    while t < 27 {
+        let (dx, dy, dz) = (t % 3 - 1, (t / 3) % 3 - 1, t / 9 - 1);
+        if !(dx == 0 && dy == 0 && dz == 0) {
+            out[k] = (dx, dy, dz);
+            k += 1;
+        }
+        t += 1;
+    }
+    out
+};
+
+/// For every squared radius R present in the map and every neighbour offset class
+/// `o = (|dx|, |dy|, |dz|)` (7 classes, indexed by the bit mask of the non-zero axes minus 1),
+/// the smallest squared radius R' such that the lattice ball `{x : |x|_w² <= R}` lies inside
+/// `{x : |x - o|_w² <= R'}`, i.e. `max |x - o|_w²` over the first ball. A voxel whose
+/// neighbour at offset `o` has `d2 >= need(R, o)` paints nothing that neighbour does not, so
+/// dropping it is exact. This is the lattice version of Dougherty's distance-ridge templates.
+struct ContainmentTable {
+    keys: Vec<u32>,
+    needs: Vec<[f64; 7]>,
+}
+
+impl ContainmentTable {
+    fn new(in_phase: &[bool], d2: &[f32], w: [f64; 3]) -> Self {
+        let mut keys: Vec<u32> = d2
+            .par_iter()
+            .zip(in_phase.par_iter())
+            .filter(|&(_, &p)| p)
+            .map(|(&v, _)| v.to_bits())
+            .collect();
+        keys.par_sort_unstable();
+        keys.dedup();
+        let needs = keys
+            .par_iter()
+            .map(|&k| {
+                let r2 = f32::from_bits(k) as f64;
+                let mut need = [0f64; 7];
+                for (c, slot) in need.iter_mut().enumerate() {
+                    let class = c + 1;
+                    let o = [
+                        (class & 1) as i64,
+                        ((class >> 1) & 1) as i64,
+                        ((class >> 2) & 1) as i64,
+                    ];
+                    *slot = max_sq_offset(r2, o, w);
+                }
+                need
+            })
+            .collect();
+        Self { keys, needs }
+    }
+
+    fn needs(&self, r2: f32) -> [f64; 7] {
+        match self.keys.binary_search(&r2.to_bits()) {
+            Ok(i) => self.needs[i],
+            Err(_) => [f64::INFINITY; 7],
+        }
+    }
+}
+
+/// `max |x - o|_w²` over the lattice points x with `|x|_w² <= r2` (o >= 0 componentwise):
+/// per (y, z) column of the ball the maximum is at x = -hx.
+fn max_sq_offset(r2: f64, o: [i64; 3], w: [f64; 3]) -> f64 {
+    let hz = half_width(r2, w[2]);
+    let mut best = f64::NEG_INFINITY;
+    for z in -hz..=hz {
+        let rem_z = r2 - w[2] * (z * z) as f64;
+        let hy = half_width(rem_z, w[1]);
+        for y in -hy..=hy {
+            let hx = half_width(rem_z - w[1] * (y * y) as f64, w[0]);
+            if hx < 0 {
+                continue;
+            }
+            let v = w[0] * ((hx + o[0]) * (hx + o[0])) as f64
+                + w[1] * ((y - o[1]) * (y - o[1])) as f64
+                + w[2] * ((z - o[2]) * (z - o[2])) as f64;
+            best = best.max(v);
+        }
+    }
+    best
+}
+
 /// A ridge ball: squared radius (grid units) and centre.
 #[derive(Clone, Copy, Debug)]
 struct Ball {
@@ -241,6 +282,180 @@ struct Ball {
     x: u32,
     y: u32,
     z: u32,
+}
+
+/// Edge of the cubic blocks whose unpainted counts let a ball skip finished regions.
+const BLOCK: usize = 4;
+/// Blocks per edge of a superblock (second level of the same skipping).
+const SUPER: usize = 4;
+
+/// Paints the balls, largest first, into one z-slab of the thickness map.
+struct SlabPainter {
+    nx: usize,
+    ny: usize,
+    /// First z of the slab and its number of slices.
+    z0: usize,
+    nzs: usize,
+    w: [f64; 3],
+    unit_mm: f64,
+}
+
+impl SlabPainter {
+    fn paint(&self, out: &mut [f32], in_phase: &[bool], ridge: &[Ball]) {
+        let (nx, ny, z0, nzs, w) = (self.nx, self.ny, self.z0, self.nzs, self.w);
+        let plane = nx * ny;
+        // Skip pointers: next[r * (nx + 1) + x] = first unpainted x' >= x in row r, with
+        // voxels of the other phase pre-skipped.
+        let stride = nx + 1;
+        let mut next = vec![0u32; nzs * ny * stride];
+        // Unpainted phase voxels per block.
+        let (nbx, nby, nbz) = (nx.div_ceil(BLOCK), ny.div_ceil(BLOCK), nzs.div_ceil(BLOCK));
+        let mut remaining = vec![0u32; nbx * nby * nbz];
+        for zl in 0..nzs {
+            for y in 0..ny {
+                let row = (zl * ny + y) * stride;
+                let vox = (z0 + zl) * plane + y * nx;
+                let brow = ((zl / BLOCK) * nby + y / BLOCK) * nbx;
+                for x in 0..nx {
+                    if in_phase[vox + x] {
+                        next[row + x] = x as u32;
+                        remaining[brow + x / BLOCK] += 1;
+                    } else {
+                        next[row + x] = (x + 1) as u32;
+                    }
+                }
+                next[row + nx] = nx as u32;
+            }
+        }
+        // Unpainted phase voxels per superblock of SUPER³ blocks.
+        let (nsx, nsy, nsz) = (
+            nbx.div_ceil(SUPER),
+            nby.div_ceil(SUPER),
+            nbz.div_ceil(SUPER),
+        );
+        let mut super_remaining = vec![0u32; nsx * nsy * nsz];
+        for bz in 0..nbz {
+            for by in 0..nby {
+                for bx in 0..nbx {
+                    let s = ((bz / SUPER) * nsy + by / SUPER) * nsx + bx / SUPER;
+                    super_remaining[s] += remaining[(bz * nby + by) * nbx + bx];
+                }
+            }
+        }
+        // Squared distance from c to the interval [lo, hi] along one axis.
+        let gap = |c: i64, lo: i64, hi: i64| -> f64 {
+            let d = if c < lo {
+                lo - c
+            } else if c > hi {
+                c - hi
+            } else {
+                0
+            };
+            (d * d) as f64
+        };
+        let b = BLOCK as i64;
+        let sb = (BLOCK * SUPER) as i64;
+        let (zs0, zs1) = (z0 as i64, (z0 + nzs) as i64 - 1);
+        for ball in ridge {
+            let r2 = ball.r2 as f64;
+            let (cx, cy, cz) = (ball.x as i64, ball.y as i64, ball.z as i64);
+            let hz = half_width(r2, w[2]);
+            let za = (cz - hz).max(zs0);
+            let zb = (cz + hz).min(zs1);
+            if za > zb {
+                continue;
+            }
+            let hy = half_width(r2, w[1]);
+            let hx = half_width(r2, w[0]);
+            let ya = (cy - hy).max(0);
+            let yb = (cy + hy).min(ny as i64 - 1);
+            let xa = (cx - hx).max(0);
+            let xb = (cx + hx).min(nx as i64 - 1);
+            let value = (2.0 * r2.sqrt() * self.unit_mm) as f32;
+            // Slab-local z from here on.
+            let (za, zb, czl) = (za - zs0, zb - zs0, cz - zs0);
+            let nzl = nzs as i64;
+            for sz in za / sb..=zb / sb {
+                let (sz_lo, sz_hi) = (sz * sb, ((sz + 1) * sb).min(nzl) - 1);
+                let rsz = w[2] * gap(czl, sz_lo, sz_hi);
+                if rsz > r2 {
+                    continue;
+                }
+                for sy in ya / sb..=yb / sb {
+                    let (sy_lo, sy_hi) = (sy * sb, ((sy + 1) * sb).min(ny as i64) - 1);
+                    let rsy = rsz + w[1] * gap(cy, sy_lo, sy_hi);
+                    if rsy > r2 {
+                        continue;
+                    }
+                    for sx in xa / sb..=xb / sb {
+                        let sidx = ((sz as usize) * nsy + sy as usize) * nsx + sx as usize;
+                        if super_remaining[sidx] == 0 {
+                            continue;
+                        }
+                        let (sx_lo, sx_hi) = (sx * sb, ((sx + 1) * sb).min(nx as i64) - 1);
+                        if rsy + w[0] * gap(cx, sx_lo, sx_hi) > r2 {
+                            continue;
+                        }
+                        for bz in za.max(sz_lo) / b..=zb.min(sz_hi) / b {
+                            let z_lo = bz * b;
+                            let z_hi = (z_lo + b).min(nzl) - 1;
+                            let rz = w[2] * gap(czl, z_lo, z_hi);
+                            if rz > r2 {
+                                continue;
+                            }
+                            for by in ya.max(sy_lo) / b..=yb.min(sy_hi) / b {
+                                let y_lo = by * b;
+                                let y_hi = (y_lo + b).min(ny as i64) - 1;
+                                let ry = rz + w[1] * gap(cy, y_lo, y_hi);
+                                if ry > r2 {
+                                    continue;
+                                }
+                                for bx in xa.max(sx_lo) / b..=xb.min(sx_hi) / b {
+                                    let blk =
+                                        ((bz as usize) * nby + by as usize) * nbx + bx as usize;
+                                    if remaining[blk] == 0 {
+                                        continue;
+                                    }
+                                    let x_lo = bx * b;
+                                    let x_hi = (x_lo + b).min(nx as i64) - 1;
+                                    if ry + w[0] * gap(cx, x_lo, x_hi) > r2 {
+                                        continue;
+                                    }
+                                    let mut painted = 0u32;
+                                    for zl in z_lo.max(za)..=z_hi.min(zb) {
+                                        let rem_z = r2 - w[2] * ((zl - czl) * (zl - czl)) as f64;
+                                        let hyz = half_width(rem_z, w[1]);
+                                        for y in y_lo.max(cy - hyz)..=y_hi.min(cy + hyz) {
+                                            let rem_y = rem_z - w[1] * ((y - cy) * (y - cy)) as f64;
+                                            let hxy = half_width(rem_y, w[0]);
+                                            let x0 = x_lo.max(cx - hxy);
+                                            let x1 = x_hi.min(cx + hxy);
+                                            if hxy < 0 || x0 > x1 {
+                                                continue;
+                                            }
+                                            let (x0, x1) = (x0 as usize, x1 as usize);
+                                            let r = zl as usize * ny + y as usize;
+                                            let next_row = &mut next[r * stride..(r + 1) * stride];
+                                            let out_row = &mut out[r * nx..(r + 1) * nx];
+                                            let mut x = find(next_row, x0);
+                                            while x <= x1 {
+                                                out_row[x] = value;
+                                                next_row[x] = (x + 1) as u32;
+                                                painted += 1;
+                                                x = find(next_row, x + 1);
+                                            }
+                                        }
+                                    }
+                                    remaining[blk] -= painted;
+                                    super_remaining[sidx] -= painted;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Largest integer h >= 0 with w h^2 <= rem (or -1 when rem < 0).
@@ -274,6 +489,7 @@ fn find(next: &mut [u32], mut x: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_range_loop)] // index loops mirror the brute-force definitions
 mod tests {
     use super::*;
     use crate::volume::{Dims, Grid};
@@ -338,7 +554,9 @@ mod tests {
             };
             let mask = BoneMask::from_fn(grid, |x, y, z| {
                 centres.iter().any(|c| {
-                    (x as f64 - c[0]).powi(2) + (y as f64 - c[1]).powi(2) + (z as f64 - c[2]).powi(2)
+                    (x as f64 - c[0]).powi(2)
+                        + (y as f64 - c[1]).powi(2)
+                        + (z as f64 - c[2]).powi(2)
                         <= c[3] * c[3]
                 })
             });

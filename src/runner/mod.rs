@@ -28,7 +28,7 @@ mod worker;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -216,7 +216,9 @@ pub enum JobReport {
 pub enum Outcome {
     Completed(JobReport),
     /// Cancelled; for solves, the iteration at which the solver stopped.
-    Cancelled { iteration: Option<usize> },
+    Cancelled {
+        iteration: Option<usize>,
+    },
     /// Failed; the message names the file or parameter at fault.
     Failed(String),
 }
@@ -363,8 +365,8 @@ impl Runner {
         let cancel = Arc::new(CancelState::default());
         let dropped_progress = Arc::new(AtomicU64::new(0));
         let pool = {
-            let mut builder = rayon::ThreadPoolBuilder::new()
-                .thread_name(|i| format!("osteolab-solver-{i}"));
+            let mut builder =
+                rayon::ThreadPoolBuilder::new().thread_name(|i| format!("osteolab-solver-{i}"));
             if let Some(n) = options.solver_threads {
                 builder = builder.num_threads(n.max(1));
             }
@@ -416,19 +418,14 @@ impl Runner {
     /// The next event, if one is waiting.
     pub fn try_recv(&self) -> Option<Event> {
         let guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref()?.try_recv() {
-            Ok(e) => Some(e),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        // Empty or disconnected (the thread stopped): nothing to hand out.
+        guard.as_ref()?.try_recv().ok()
     }
 
     /// Waits up to `timeout` for the next event (`None` on timeout or when the thread stopped).
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
         let guard = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref()?.recv_timeout(timeout) {
-            Ok(e) => Some(e),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        guard.as_ref()?.recv_timeout(timeout).ok()
     }
 
     /// Drains waiting events, at most `max_events` of them or until `budget` has elapsed.
@@ -526,12 +523,10 @@ mod tests {
         let mut out = Vec::new();
         let start = Instant::now();
         loop {
-            let e = runner
-                .recv_timeout(Duration::from_millis(200))
-                .or_else(|| {
-                    assert!(start.elapsed() < EVENT_TIMEOUT, "no Finished for job {job}");
-                    None
-                });
+            let e = runner.recv_timeout(Duration::from_millis(200)).or_else(|| {
+                assert!(start.elapsed() < EVENT_TIMEOUT, "no Finished for job {job}");
+                None
+            });
             if let Some(e) = e {
                 let done = matches!(&e, Event::Finished { job: j, .. } if *j == job);
                 out.push(e);
@@ -546,7 +541,9 @@ mod tests {
         events
             .iter()
             .find_map(|e| match e {
-                Event::Finished { job: j, outcome, .. } if *j == job => Some(outcome),
+                Event::Finished {
+                    job: j, outcome, ..
+                } if *j == job => Some(outcome),
                 _ => None,
             })
             .expect("job finished")
@@ -596,7 +593,10 @@ mod tests {
         // Order: Started first, then progress with increasing iterations, Finished last.
         assert!(matches!(
             events.first(),
-            Some(Event::Started { kind: JobKind::Solve, .. })
+            Some(Event::Started {
+                kind: JobKind::Solve,
+                ..
+            })
         ));
         let iterations: Vec<usize> = events
             .iter()
@@ -615,9 +615,14 @@ mod tests {
         assert!(summary.reaction_force_n < 0.0);
         assert!(summary.e_app_mpa > 0.0 && summary.e_app_mpa < 10_000.0);
 
-        let snap = runner.latest_snapshot(&mut seen).expect("coloured mesh published");
+        let snap = runner
+            .latest_snapshot(&mut seen)
+            .expect("coloured mesh published");
         assert_eq!(snap.fe, Some(*summary));
-        assert!(Arc::ptr_eq(&snap.model, &first.model), "same microstructure");
+        assert!(
+            Arc::ptr_eq(&snap.model, &first.model),
+            "same microstructure"
+        );
         let sed = snap.field(SED_FIELD).expect("sed_mpa field");
         assert_eq!(sed.len(), snap.mesh.positions.len());
         // Every vertex value is a (weighted mean of) bone-voxel SED, so it lies within the
@@ -625,7 +630,10 @@ mod tests {
         let [lo, hi] = summary.sed_range_mpa;
         assert!(hi > 0.0);
         let slack = 1e-6 * hi;
-        assert!(sed.iter().all(|v| v.is_finite() && *v >= -slack && *v <= hi + slack));
+        assert!(
+            sed.iter()
+                .all(|v| v.is_finite() && *v >= -slack && *v <= hi + slack)
+        );
         assert!(lo >= 0.0);
         assert!(woken.load(Ordering::Relaxed) >= 4, "waker called on events");
         runner.shutdown(Duration::from_secs(10)).unwrap();
@@ -658,7 +666,9 @@ mod tests {
                     runner.cancel().unwrap();
                     cancelled = true;
                 }
-                Some(Event::Finished { job, outcome: o, .. }) if job == solve => outcome = Some(o),
+                Some(Event::Finished {
+                    job, outcome: o, ..
+                }) if job == solve => outcome = Some(o),
                 _ => {}
             }
         }
@@ -689,7 +699,9 @@ mod tests {
         let a = runner
             .send(Command::GenerateSynthetic(small_synthetic()))
             .unwrap();
-        let b = runner.send(Command::Solve(SolveRequest::default())).unwrap();
+        let b = runner
+            .send(Command::Solve(SolveRequest::default()))
+            .unwrap();
         runner.cancel().unwrap();
         let c = runner
             .send(Command::GenerateSynthetic(small_synthetic()))
@@ -725,9 +737,13 @@ mod tests {
             other => panic!("expected Failed, got {other:?}"),
         }
         // Solving with nothing loaded fails cleanly too.
-        let solve = runner.send(Command::Solve(SolveRequest::default())).unwrap();
+        let solve = runner
+            .send(Command::Solve(SolveRequest::default()))
+            .unwrap();
         let events = events_until_finished(&runner, solve);
-        assert!(matches!(outcome_of(&events, solve), Outcome::Failed(m) if m.contains("no microstructure")));
+        assert!(
+            matches!(outcome_of(&events, solve), Outcome::Failed(m) if m.contains("no microstructure"))
+        );
     }
 
     #[test]
@@ -754,7 +770,10 @@ mod tests {
         assert!(runner.is_running());
         runner.shutdown(Duration::from_secs(30)).unwrap();
         assert!(!runner.is_running());
-        assert!(matches!(runner.send(Command::Cancel), Err(RunnerError::Stopped)));
+        assert!(matches!(
+            runner.send(Command::Cancel),
+            Err(RunnerError::Stopped)
+        ));
         // Idempotent.
         runner.shutdown(Duration::from_secs(1)).unwrap();
     }
@@ -790,7 +809,11 @@ mod tests {
         };
         // Started and Stage take two of the four slots; more than two progress events
         // cannot all fit.
-        assert!(s.iterations > 4, "too few iterations to overflow: {}", s.iterations);
+        assert!(
+            s.iterations > 4,
+            "too few iterations to overflow: {}",
+            s.iterations
+        );
         assert!(runner.dropped_progress() > 0);
         let delivered = events
             .iter()

@@ -2,9 +2,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
 
 use super::{
     CancelState, Command, Envelope, Event, FeSummary, JobId, JobKind, JobReport, LatestSlot,
@@ -180,7 +180,7 @@ impl Worker {
         let volume = volume::load_volume(&path).map_err(|e| failed_naming(&path, &e))?;
         self.check_cancel(job)?;
         self.stage(job, "segmenting");
-        let segment_params = params.segment.clone();
+        let segment_params = params.segment;
         let (mask, threshold) = self
             .pool
             .install(|| volume::segment::segment_with_threshold(&volume, &segment_params))
@@ -201,7 +201,7 @@ impl Worker {
             label,
             source: ModelSource::File {
                 path,
-                segment: params.segment,
+                segment: segment_params,
             },
             grid: mask.grid,
             bone_voxels: mask.count(),

@@ -66,6 +66,10 @@ pub enum VolumeError {
         found_bytes: u64,
     },
 
+    /// A volume whose byte count cannot be allocated on this machine.
+    #[error("{}: a volume of {bytes} bytes is too large to allocate", path.display())]
+    TooLarge { path: PathBuf, bytes: u64 },
+
     /// A voxel size that is zero, negative, NaN or infinite.
     #[error("{}: voxel size {voxel_size_mm:?} mm must be finite and positive", path.display())]
     BadVoxelSize {
@@ -75,7 +79,10 @@ pub enum VolumeError {
 
     /// A slice folder without any usable slice.
     #[error("{}: no image slices found ({expected})", path.display())]
-    EmptySliceFolder { path: PathBuf, expected: &'static str },
+    EmptySliceFolder {
+        path: PathBuf,
+        expected: &'static str,
+    },
 
     /// A slice whose size differs from the first slice of the stack.
     #[error(
@@ -162,6 +169,7 @@ impl VolumeError {
             | BadDims { path, .. }
             | Truncated { path, .. }
             | SizeMismatch { path, .. }
+            | TooLarge { path, .. }
             | BadVoxelSize { path, .. }
             | EmptySliceFolder { path, .. }
             | MixedSliceSizes { path, .. }

@@ -294,7 +294,12 @@ impl BoneMask {
     pub fn to_volume(&self) -> Volume {
         Volume {
             grid: self.grid,
-            data: VoxelData::U8(self.voxels.iter().map(|&b| if b { 255 } else { 0 }).collect()),
+            data: VoxelData::U8(
+                self.voxels
+                    .iter()
+                    .map(|&b| if b { 255 } else { 0 })
+                    .collect(),
+            ),
         }
     }
 }

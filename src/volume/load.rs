@@ -216,10 +216,16 @@ mod tests {
         let p = dir.path().join("scan.mha");
         std::fs::write(&p, b"x").unwrap();
         let err = load_volume(&p).unwrap_err();
-        assert!(matches!(err, VolumeError::UnsupportedFormat { .. }), "{err:?}");
+        assert!(
+            matches!(err, VolumeError::UnsupportedFormat { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("scan.mha"));
         let err = save_volume(&vol(), &dir.path().join("out.vtk")).unwrap_err();
-        assert!(matches!(err, VolumeError::UnsupportedFormat { .. }), "{err:?}");
+        assert!(
+            matches!(err, VolumeError::UnsupportedFormat { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("out.vtk"));
     }
 

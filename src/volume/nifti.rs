@@ -21,7 +21,7 @@ use flate2::write::GzEncoder;
 
 use super::error::{VolumeError, check_dims, check_voxel_size};
 use super::grid::{DType, Dims, Grid, Volume, VoxelData};
-use super::sidecar::write_le;
+use super::sidecar::{reserve_bytes, write_le};
 use crate::atomic::write_atomic;
 
 const HEADER_LEN: usize = 348;
@@ -71,23 +71,29 @@ impl Fields<'_> {
     fn i16(&self, at: usize) -> i16 {
         i16::from_le_bytes(self.bytes::<2>(at))
     }
-    fn i32(&self, at: usize) -> i32 {
-        i32::from_le_bytes(self.bytes::<4>(at))
-    }
     fn f32(&self, at: usize) -> f32 {
         f32::from_le_bytes(self.bytes::<4>(at))
     }
 }
 
+/// Widens an f32 header value to the f64 its shortest decimal form denotes, so that a voxel
+/// size written as 0.0195 reads back as 0.0195 and not 0.019499999....
+fn widen(v: f32) -> f64 {
+    format!("{v}").parse().unwrap_or(v as f64)
+}
+
 fn is_gz(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// Reads a `.nii` or `.nii.gz` file (gzip detected from the `.gz` extension or the gzip magic).
 pub fn read_nifti(path: &Path) -> Result<Volume, VolumeError> {
     let mut file = File::open(path).map_err(|e| VolumeError::io(path, e))?;
     let mut magic = [0u8; 2];
-    let n = file.read(&mut magic).map_err(|e| VolumeError::io(path, e))?;
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| VolumeError::io(path, e))?;
     drop(file);
     let gz = is_gz(path) || (n == 2 && magic == [0x1f, 0x8b]);
     let file = File::open(path).map_err(|e| VolumeError::io(path, e))?;
@@ -191,9 +197,17 @@ fn read_nifti_from(path: &Path, mut r: impl Read) -> Result<Volume, VolumeError>
         _ => 1.0,    // mm or unknown
     };
     let voxel_size_mm = [
-        f.f32(80) as f64 * unit_scale_to_mm,
-        if ndim >= 2 { f.f32(84) as f64 * unit_scale_to_mm } else { 1.0 },
-        if ndim >= 3 { f.f32(88) as f64 * unit_scale_to_mm } else { 1.0 },
+        widen(f.f32(80)) * unit_scale_to_mm,
+        if ndim >= 2 {
+            widen(f.f32(84)) * unit_scale_to_mm
+        } else {
+            1.0
+        },
+        if ndim >= 3 {
+            widen(f.f32(88)) * unit_scale_to_mm
+        } else {
+            1.0
+        },
     ];
     check_voxel_size(path, voxel_size_mm)?;
 
@@ -221,7 +235,13 @@ fn read_nifti_from(path: &Path, mut r: impl Read) -> Result<Volume, VolumeError>
     } else {
         [0.0; 3]
     };
-    let origin_mm = origin_mm.map(|o| if o.is_finite() { o as f64 * unit_scale_to_mm } else { 0.0 });
+    let origin_mm = origin_mm.map(|o| {
+        if o.is_finite() {
+            widen(o) * unit_scale_to_mm
+        } else {
+            0.0
+        }
+    });
 
     let bpv = dtype_in.bytes_per_voxel();
     let n = check_dims(path, dims, bpv)?;
@@ -249,7 +269,7 @@ fn read_nifti_from(path: &Path, mut r: impl Read) -> Result<Volume, VolumeError>
         Err(e) => return Err(VolumeError::io(path, e)),
     }
     // Trailing bytes after the data are allowed by the format, so read exactly the data.
-    let mut bytes = Vec::new();
+    let mut bytes = reserve_bytes(path, expected)?;
     let res = (&mut r).take(expected).read_to_end(&mut bytes);
     let truncated = |found: usize| VolumeError::Truncated {
         path: path.to_path_buf(),
@@ -417,8 +437,14 @@ mod tests {
         let n = d.len();
         let vols = [
             sample(VoxelData::U8((0..n).map(|i| (i * 3) as u8).collect()), d),
-            sample(VoxelData::U16((0..n).map(|i| (i * 1031) as u16).collect()), d),
-            sample(VoxelData::F32((0..n).map(|i| i as f32 * 0.5 - 7.25).collect()), d),
+            sample(
+                VoxelData::U16((0..n).map(|i| (i * 1031) as u16).collect()),
+                d,
+            ),
+            sample(
+                VoxelData::F32((0..n).map(|i| i as f32 * 0.5 - 7.25).collect()),
+                d,
+            ),
         ];
         for (k, v) in vols.iter().enumerate() {
             for name in [format!("v{k}.nii"), format!("v{k}.nii.gz")] {
@@ -434,7 +460,13 @@ mod tests {
     }
 
     /// Builds a minimal header by hand in either byte order.
-    fn hand_header(big_endian: bool, datatype: i16, dims: [i16; 3], slope: f32, inter: f32) -> Vec<u8> {
+    fn hand_header(
+        big_endian: bool,
+        datatype: i16,
+        dims: [i16; 3],
+        slope: f32,
+        inter: f32,
+    ) -> Vec<u8> {
         let mut h = vec![0u8; 352];
         let mut put = |at: usize, le: &[u8]| {
             let mut b = le.to_vec();
@@ -477,10 +509,7 @@ mod tests {
         assert_eq!(v.dims(), Dims::new(2, 1, 2));
         assert_eq!(v.grid.voxel_size_mm, [1.5, 1.5, 3.0]);
         assert_eq!(v.grid.origin_mm, [1.0, 2.0, 3.0]);
-        assert_eq!(
-            v.data,
-            VoxelData::F32(vec![-1024.0, 0.0, -1030.0, 64510.0])
-        );
+        assert_eq!(v.data, VoxelData::F32(vec![-1024.0, 0.0, -1030.0, 64510.0]));
     }
 
     #[test]

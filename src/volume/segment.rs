@@ -115,21 +115,26 @@ pub fn gaussian_smooth_f32(
             dims.as_array()
         )));
     }
+    Ok(smooth_owned(data.to_vec(), dims, &kernel))
+}
+
+/// Smooths `a` (consumed as the first work buffer) with a normalised kernel.
+fn smooth_owned(mut a: Vec<f32>, dims: Dims, kernel: &[f32]) -> Vec<f32> {
     if kernel.len() == 1 {
-        return Ok(data.to_vec());
+        return a;
     }
-    let mut a = data.to_vec();
-    let mut b = vec![0.0f32; data.len()];
-    smooth_x(&a, &mut b, dims, &kernel);
-    smooth_y(&b, &mut a, dims, &kernel);
-    smooth_z(&a, &mut b, dims, &kernel);
-    Ok(b)
+    let mut b = vec![0.0f32; a.len()];
+    smooth_x(&a, &mut b, dims, kernel);
+    smooth_y(&b, &mut a, dims, kernel);
+    smooth_z(&a, &mut b, dims, kernel);
+    b
 }
 
 /// Gaussian smoothing of a volume (see the module docs); the result is float32.
 pub fn gaussian_smooth(volume: &Volume, sigma_voxels: f64) -> Result<Volume, VolumeError> {
     check_volume(volume)?;
-    let out = gaussian_smooth_f32(&volume.data.to_f32(), volume.dims(), sigma_voxels)?;
+    let kernel = gaussian_kernel(sigma_voxels)?;
+    let out = smooth_owned(volume.data.to_f32(), volume.dims(), &kernel);
     Ok(Volume {
         grid: volume.grid,
         data: VoxelData::F32(out),
@@ -197,7 +202,11 @@ fn smooth_z(input: &[f32], out: &mut [f32], d: Dims, k: &[f32]) {
 /// `None` when fewer than two bins are occupied.
 fn otsu_split(hist: &[u64]) -> Option<usize> {
     let total: f64 = hist.iter().map(|&h| h as f64).sum();
-    let sum_total: f64 = hist.iter().enumerate().map(|(i, &h)| i as f64 * h as f64).sum();
+    let sum_total: f64 = hist
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| i as f64 * h as f64)
+        .sum();
     let mut w0 = 0.0;
     let mut sum0 = 0.0;
     let mut var = vec![f64::NEG_INFINITY; hist.len()];
@@ -224,7 +233,11 @@ fn otsu_split(hist: &[u64]) -> Option<usize> {
     Some((first + last) / 2)
 }
 
-fn histogram_par<T: Sync>(values: &[T], bins: usize, bin_of: impl Fn(&T) -> Option<usize> + Sync) -> Vec<u64> {
+fn histogram_par<T: Sync>(
+    values: &[T],
+    bins: usize,
+    bin_of: impl Fn(&T) -> Option<usize> + Sync,
+) -> Vec<u64> {
     values
         .par_chunks(1 << 18)
         .map(|c| {
@@ -250,7 +263,9 @@ fn histogram_par<T: Sync>(values: &[T], bins: usize, bin_of: impl Fn(&T) -> Opti
 pub fn otsu_threshold(volume: &Volume) -> Result<f64, VolumeError> {
     check_volume(volume)?;
     let constant = || {
-        VolumeError::InvalidArgument("Otsu threshold of a volume with fewer than two distinct values".into())
+        VolumeError::InvalidArgument(
+            "Otsu threshold of a volume with fewer than two distinct values".into(),
+        )
     };
     match &volume.data {
         VoxelData::U8(v) => {
@@ -267,7 +282,17 @@ pub fn otsu_threshold(volume: &Volume) -> Result<f64, VolumeError> {
             Ok(lo as f64 + k as f64 + 1.0)
         }
         VoxelData::F32(v) => {
-            let (lo, hi) = volume.value_range().ok_or_else(constant)?;
+            let (lo, hi) = v
+                .par_iter()
+                .filter(|x| x.is_finite())
+                .fold(
+                    || (f64::INFINITY, f64::NEG_INFINITY),
+                    |(lo, hi), &x| (lo.min(x as f64), hi.max(x as f64)),
+                )
+                .reduce(
+                    || (f64::INFINITY, f64::NEG_INFINITY),
+                    |a, b| (a.0.min(b.0), a.1.max(b.1)),
+                );
             if hi <= lo {
                 return Err(constant());
             }
@@ -339,7 +364,13 @@ pub fn threshold_for_bv_tv(volume: &Volume, target_bv_tv: f64) -> Result<f64, Vo
 
 /// Scan-line flood fill of the 6-connected component containing `seed`, over voxels with
 /// `bone[i] && !visited[i]`; marks them visited and returns their count.
-fn flood_fill(bone: &[bool], visited: &mut [bool], d: Dims, seed: usize, stack: &mut Vec<usize>) -> usize {
+fn flood_fill(
+    bone: &[bool],
+    visited: &mut [bool],
+    d: Dims,
+    seed: usize,
+    stack: &mut Vec<usize>,
+) -> usize {
     let (nx, ny, nz) = (d.nx, d.ny, d.nz);
     let mut count = 0;
     stack.clear();
@@ -456,9 +487,8 @@ impl VoxelBox {
     fn check_in(&self, grid: Dims) -> Result<(), VolumeError> {
         let g = grid.as_array();
         let b = self.dims.as_array();
-        let ok = (0..3).all(|a| {
-            b[a] > 0 && self.min[a].checked_add(b[a]).is_some_and(|m| m <= g[a])
-        });
+        let ok =
+            (0..3).all(|a| b[a] > 0 && self.min[a].checked_add(b[a]).is_some_and(|m| m <= g[a]));
         if ok {
             Ok(())
         } else {
@@ -569,7 +599,9 @@ pub fn crop_to_bone(mask: &BoneMask) -> Option<BoneMask> {
 
 fn downsampled_grid(grid: &Grid, factor: usize) -> Result<Grid, VolumeError> {
     if factor == 0 {
-        return Err(VolumeError::InvalidArgument("downsampling factor must be >= 1".into()));
+        return Err(VolumeError::InvalidArgument(
+            "downsampling factor must be >= 1".into(),
+        ));
     }
     let d = grid.dims;
     let out = Dims::new(d.nx / factor, d.ny / factor, d.nz / factor);
@@ -588,7 +620,13 @@ fn downsampled_grid(grid: &Grid, factor: usize) -> Result<Grid, VolumeError> {
 }
 
 /// Sums of `f x f x f` blocks (as f64), one output z-slice per task.
-fn block_sums<T: Copy + Sync>(src: &[T], d: Dims, out: Dims, f: usize, val: impl Fn(T) -> f64 + Sync) -> Vec<f64> {
+fn block_sums<T: Copy + Sync>(
+    src: &[T],
+    d: Dims,
+    out: Dims,
+    f: usize,
+    val: impl Fn(T) -> f64 + Sync,
+) -> Vec<f64> {
     let oplane = out.nx * out.ny;
     let mut sums = vec![0.0f64; out.len()];
     sums.par_chunks_mut(oplane).enumerate().for_each(|(oz, o)| {
@@ -778,12 +816,16 @@ mod tests {
         let d = Dims::new(20, 4, 3);
         let v = vol_f32(d, |x, _, _| 2.0 * x as f32 + 5.0);
         let s = gaussian_smooth(&v, 1.0).unwrap();
-        let VoxelData::F32(out) = &s.data else { panic!() };
+        let VoxelData::F32(out) = &s.data else {
+            panic!()
+        };
         for x in 3..17 {
             assert!((out[d.index(x, 1, 1)] - (2.0 * x as f32 + 5.0)).abs() < 1e-4);
         }
         let c = vol_f32(d, |_, _, _| 42.0);
-        let VoxelData::F32(out) = gaussian_smooth(&c, 2.0).unwrap().data else { panic!() };
+        let VoxelData::F32(out) = gaussian_smooth(&c, 2.0).unwrap().data else {
+            panic!()
+        };
         assert!(out.iter().all(|&x| (x - 42.0).abs() < 1e-4));
     }
 
@@ -827,7 +869,11 @@ mod tests {
         let rel = brute_force_otsu_u8(&v);
         let vol = Volume::new(Grid::isotropic(d, 1.0), VoxelData::U8(v)).unwrap();
         let t = otsu_threshold(&vol).unwrap();
-        assert!((rel[t as usize] - 1.0).abs() < 1e-9, "t = {t}, score {}", rel[t as usize]);
+        assert!(
+            (rel[t as usize] - 1.0).abs() < 1e-9,
+            "t = {t}, score {}",
+            rel[t as usize]
+        );
         assert!(t > 60.0 && t < 170.0);
     }
 
@@ -843,7 +889,11 @@ mod tests {
         assert_eq!(threshold(&vol, t).count(), 16);
         let v16 = Volume::new(
             Grid::isotropic(d, 1.0),
-            VoxelData::U16((0..64).map(|i| if i % 4 == 0 { 3000 } else { 1000 }).collect()),
+            VoxelData::U16(
+                (0..64)
+                    .map(|i| if i % 4 == 0 { 3000 } else { 1000 })
+                    .collect(),
+            ),
         )
         .unwrap();
         let t16 = otsu_threshold(&v16).unwrap();
@@ -855,7 +905,8 @@ mod tests {
     fn otsu_f32_separates_two_clusters() {
         // Clusters at -500 and 700 (HU-like) with +-100 noise: threshold in the gap.
         let d = Dims::new(20, 20, 20);
-        let noise = |x: usize, y: usize, z: usize| ((x * 7919 + y * 104729 + z * 31) % 101) as f32 / 101.0;
+        let noise =
+            |x: usize, y: usize, z: usize| ((x * 7919 + y * 104729 + z * 31) % 101) as f32 / 101.0;
         let v = vol_f32(d, |x, y, z| {
             let c = if x < 8 { 700.0 } else { -500.0 };
             c + (noise(x, y, z) - 0.5) * 200.0
@@ -864,7 +915,10 @@ mod tests {
         assert!(t > -400.0 && t < 600.0, "t = {t}");
         assert_eq!(threshold(&v, t).count(), 8 * 400);
         let c = vol_f32(d, |_, _, _| 1.0);
-        assert!(matches!(otsu_threshold(&c), Err(VolumeError::InvalidArgument(_))));
+        assert!(matches!(
+            otsu_threshold(&c),
+            Err(VolumeError::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -915,7 +969,10 @@ mod tests {
             }
         }
         let best = (1..sizes.len()).max_by_key(|&k| (sizes[k], std::cmp::Reverse(k)));
-        label.iter().map(|&l| best.is_some_and(|b| l == b)).collect()
+        label
+            .iter()
+            .map(|&l| best.is_some_and(|b| l == b))
+            .collect()
     }
 
     #[test]
@@ -960,7 +1017,11 @@ mod tests {
             }
             if y % 2 == 1 {
                 // Odd y: one connector joining row y - 1 to row y + 1 at alternating ends.
-                return if (y / 2) % 2 == 0 { x == d.nx - 1 } else { x == 0 };
+                return if (y / 2) % 2 == 0 {
+                    x == d.nx - 1
+                } else {
+                    x == 0
+                };
             }
             true
         });
@@ -1013,7 +1074,9 @@ mod tests {
         };
         let c = crop_volume(&vol, &region).unwrap();
         assert_eq!(c.grid.origin_mm, [11.0, 21.0, 36.0]);
-        let VoxelData::U16(cv) = &c.data else { panic!() };
+        let VoxelData::U16(cv) = &c.data else {
+            panic!()
+        };
         assert_eq!(cv[0] as usize, d.index(2, 1, 3));
         assert_eq!(*cv.last().unwrap() as usize, d.index(4, 2, 4));
         let bad = VoxelBox {
@@ -1057,11 +1120,18 @@ mod tests {
                 }
             }
         }
-        assert_eq!(ds.data.get_f64(ds.dims().index(1, 0, 1)), (sum / 8.0).round());
+        assert_eq!(
+            ds.data.get_f64(ds.dims().index(1, 0, 1)),
+            (sum / 8.0).round()
+        );
 
         // 4 of 8 bone -> bone (tie), 3 of 8 -> background.
         let m = BoneMask::from_fn(Grid::isotropic(Dims::new(4, 2, 2), 1.0), |x, y, z| {
-            if x < 2 { z == 0 } else { z == 0 && !(x == 3 && y == 1) }
+            if x < 2 {
+                z == 0
+            } else {
+                z == 0 && !(x == 3 && y == 1)
+            }
         });
         let dm = downsample_mask(&m, 2).unwrap();
         assert_eq!(dm.voxels, vec![true, false]);
@@ -1071,7 +1141,7 @@ mod tests {
 
     #[test]
     fn segment_recovers_a_noisy_sphere_and_drops_an_island() {
-        // Sphere of radius 8 (value 200) plus a detached 2^3 cube, background 50, uniform
+        // Sphere of radius 8 (value 200) plus a detached 4^3 cube, background 50, uniform
         // noise +-40. Sigma 1 + Otsu + largest component: the island is gone and the sphere
         // volume is within 10 % of 4/3 pi r^3.
         let d = Dims::new(32, 32, 32);
@@ -1080,8 +1150,10 @@ mod tests {
         for z in 0..32 {
             for y in 0..32 {
                 for x in 0..32 {
-                    let r2 = (x as f64 - 15.5).powi(2) + (y as f64 - 15.5).powi(2) + (z as f64 - 15.5).powi(2);
-                    let island = (1..3).contains(&x) && (1..3).contains(&y) && (1..3).contains(&z);
+                    let r2 = (x as f64 - 15.5).powi(2)
+                        + (y as f64 - 15.5).powi(2)
+                        + (z as f64 - 15.5).powi(2);
+                    let island = (1..5).contains(&x) && (1..5).contains(&y) && (1..5).contains(&z);
                     let base = if r2 <= 64.0 || island { 200.0 } else { 50.0 };
                     v.push((base + (rng.unit() - 0.5) * 80.0) as u8);
                 }
@@ -1091,8 +1163,12 @@ mod tests {
         let (mask, t) = segment_with_threshold(&vol, &SegmentParams::default()).unwrap();
         assert!(t > 80.0 && t < 170.0, "t = {t}");
         let expected = 4.0 / 3.0 * std::f64::consts::PI * 512.0;
-        assert!(((mask.count() as f64) - expected).abs() < 0.1 * expected, "{}", mask.count());
-        assert!(!mask.get(1, 1, 1));
+        assert!(
+            ((mask.count() as f64) - expected).abs() < 0.1 * expected,
+            "{}",
+            mask.count()
+        );
+        assert!(!mask.get(2, 2, 2));
         let no_cc = segment(
             &vol,
             &SegmentParams {
@@ -1101,7 +1177,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(no_cc.get(1, 1, 1));
+        assert!(no_cc.get(2, 2, 2));
         let fixed = segment(
             &vol,
             &SegmentParams {
@@ -1131,9 +1207,10 @@ mod tests {
     #[test]
     fn real_microct_sample_reads_and_segments_to_plausible_bv_tv() {
         // Sample: LHDL 3155_D_4 human trabecular bone, 200^3 uint8 at 19.5 um. Its sidecar
-        // notes that sigma 1 + a threshold near 63-80 gives BV/TV about 0.25. Accepted:
-        // Otsu BV/TV in [0.15, 0.40]; largest component keeps > 95 % of the bone; the
-        // threshold for BV/TV 0.25 lies in [55, 95] and reaches 0.25 within 0.005.
+        // notes that sigma 1 + a threshold near 63-80 gives BV/TV about 0.25 (measured here:
+        // 0.234 at 63, 0.196 at 80, 0.25 at ~57). Accepted: Otsu BV/TV in [0.15, 0.40];
+        // largest component keeps > 95 % of the bone; the threshold for BV/TV 0.25 lies in
+        // [50, 90] and reaches 0.25 within 0.005.
         let Some(p) = sample_path() else { return };
         let t0 = std::time::Instant::now();
         let vol = crate::volume::load::load_volume(&p).unwrap();
@@ -1163,11 +1240,15 @@ mod tests {
         );
         assert!((0.15..=0.40).contains(&bv_tv), "Otsu BV/TV {bv_tv}");
         assert!(kept_frac > 0.95, "largest component keeps {kept_frac}");
-        assert!((55.0..=95.0).contains(&t_25), "t(0.25) = {t_25}");
+        assert!((50.0..=90.0).contains(&t_25), "t(0.25) = {t_25}");
         assert!((bv_25 - 0.25).abs() < 0.005);
         let t4 = std::time::Instant::now();
         let m = segment(&vol, &SegmentParams::default()).unwrap();
-        println!("segment(sigma 1, Otsu, largest) {:?}, BV/TV {:.4}", t4.elapsed(), m.bv_tv());
+        println!(
+            "segment(sigma 1, Otsu, largest) {:?}, BV/TV {:.4}",
+            t4.elapsed(),
+            m.bv_tv()
+        );
         assert_eq!(m.voxels, kept.voxels);
     }
 }

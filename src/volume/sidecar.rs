@@ -64,6 +64,7 @@ pub fn read_sidecar(json_path: &Path) -> Result<Volume, VolumeError> {
         });
     };
     let header = parse_header(json_path, &obj)?;
+    let n = check_dims(json_path, header.dims, header.dtype.bytes_per_voxel())?;
     let raw_path = match &header.data_file {
         Some(name) => json_path
             .parent()
@@ -91,9 +92,31 @@ pub fn read_sidecar(json_path: &Path) -> Result<Volume, VolumeError> {
             }
         }
     };
-    let n = check_dims(json_path, header.dims, header.dtype.bytes_per_voxel())?;
     let expected = (n * header.dtype.bytes_per_voxel()) as u64;
     let file = File::open(&raw_path).map_err(|e| VolumeError::io(&raw_path, e))?;
+    if !is_gz(&raw_path) {
+        // Check the size before allocating anything.
+        let len = file
+            .metadata()
+            .map_err(|e| VolumeError::io(&raw_path, e))?
+            .len();
+        if len < expected {
+            return Err(VolumeError::Truncated {
+                path: raw_path,
+                expected_bytes: expected,
+                found_bytes: len,
+            });
+        }
+        if len > expected {
+            return Err(VolumeError::SizeMismatch {
+                path: raw_path,
+                dims: header.dims,
+                bytes_per_voxel: header.dtype.bytes_per_voxel(),
+                expected_bytes: expected,
+                found_bytes: len,
+            });
+        }
+    }
     let reader = BufReader::with_capacity(1 << 20, file);
     let bytes = if is_gz(&raw_path) {
         read_exact_len(
@@ -106,7 +129,8 @@ pub fn read_sidecar(json_path: &Path) -> Result<Volume, VolumeError> {
     } else {
         read_exact_len(&raw_path, reader, expected, header.dims, header.dtype)?
     };
-    let data = decode_le(&bytes, header.dtype);
+    let found_bytes = bytes.len() as u64;
+    let data = decode_le(bytes, header.dtype);
     let grid = Grid {
         dims: Dims::from(header.dims),
         voxel_size_mm: header.voxel_size_mm,
@@ -117,12 +141,13 @@ pub fn read_sidecar(json_path: &Path) -> Result<Volume, VolumeError> {
         dims: header.dims,
         bytes_per_voxel: header.dtype.bytes_per_voxel(),
         expected_bytes: expected,
-        found_bytes: bytes.len() as u64,
+        found_bytes,
     })
 }
 
 fn is_gz(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 struct Header {
@@ -179,9 +204,9 @@ fn parse_header(path: &Path, obj: &Map<String, Value>) -> Result<Header, VolumeE
         Value::Array(a) if a.len() == 3 => {
             let mut out = [0.0; 3];
             for (o, v) in out.iter_mut().zip(a) {
-                *o = v.as_f64().ok_or_else(|| {
-                    bad("voxel_size_mm", "expected a number or three numbers")
-                })?;
+                *o = v
+                    .as_f64()
+                    .ok_or_else(|| bad("voxel_size_mm", "expected a number or three numbers"))?;
             }
             out
         }
@@ -233,53 +258,67 @@ fn parse_header(path: &Path, obj: &Map<String, Value>) -> Result<Header, VolumeE
     })
 }
 
+/// A buffer for `expected` bytes, or an error (not an abort) when it cannot be allocated.
+pub(crate) fn reserve_bytes(path: &Path, expected: u64) -> Result<Vec<u8>, VolumeError> {
+    let mut buf = Vec::new();
+    usize::try_from(expected)
+        .ok()
+        .and_then(|n| buf.try_reserve_exact(n).ok())
+        .ok_or_else(|| VolumeError::TooLarge {
+            path: path.to_path_buf(),
+            bytes: expected,
+        })?;
+    Ok(buf)
+}
+
 /// Reads exactly `expected` bytes; fewer is [`VolumeError::Truncated`], more is
-/// [`VolumeError::SizeMismatch`]. A gzip stream that ends early counts as truncated.
+/// [`VolumeError::SizeMismatch`] (with the full count). A gzip stream that ends early counts
+/// as truncated.
 pub(crate) fn read_exact_len(
     path: &Path,
-    reader: impl Read,
+    mut reader: impl Read,
     expected: u64,
     dims: [usize; 3],
     dtype: DType,
 ) -> Result<Vec<u8>, VolumeError> {
-    let mut buf = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).saturating_add(1));
-    let result = reader.take(expected + 1).read_to_end(&mut buf);
+    let mut buf = reserve_bytes(path, expected)?;
+    let result = (&mut reader).take(expected).read_to_end(&mut buf);
+    let truncated = |found: usize| VolumeError::Truncated {
+        path: path.to_path_buf(),
+        expected_bytes: expected,
+        found_bytes: found as u64,
+    };
     match result {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(VolumeError::Truncated {
-                path: path.to_path_buf(),
-                expected_bytes: expected,
-                found_bytes: buf.len() as u64,
-            });
+            return Err(truncated(buf.len()));
         }
         Err(e) => return Err(VolumeError::io(path, e)),
     }
-    let found = buf.len() as u64;
-    if found < expected {
-        return Err(VolumeError::Truncated {
-            path: path.to_path_buf(),
-            expected_bytes: expected,
-            found_bytes: found,
-        });
+    if (buf.len() as u64) < expected {
+        return Err(truncated(buf.len()));
     }
-    if found > expected {
-        // Count the excess for the message (cheaply bounded: we only know "more").
+    let extra = match std::io::copy(&mut reader, &mut std::io::sink()) {
+        Ok(k) => k,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 1,
+        Err(e) => return Err(VolumeError::io(path, e)),
+    };
+    if extra > 0 {
         return Err(VolumeError::SizeMismatch {
             path: path.to_path_buf(),
             dims,
             bytes_per_voxel: dtype.bytes_per_voxel(),
             expected_bytes: expected,
-            found_bytes: found,
+            found_bytes: expected + extra,
         });
     }
     Ok(buf)
 }
 
 /// Little-endian bytes to samples. `bytes.len()` must be a multiple of the sample size.
-pub(crate) fn decode_le(bytes: &[u8], dtype: DType) -> VoxelData {
+pub(crate) fn decode_le(bytes: Vec<u8>, dtype: DType) -> VoxelData {
     match dtype {
-        DType::Uint8 => VoxelData::U8(bytes.to_vec()),
+        DType::Uint8 => VoxelData::U8(bytes),
         DType::Uint16 => VoxelData::U16(
             bytes
                 .chunks_exact(2)
@@ -509,7 +548,10 @@ mod tests {
     fn dims_not_matching_byte_count_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.json");
-        write_json(&p, r#"{"dims": [2, 2, 2], "voxel_size_mm": 1, "dtype": "uint8"}"#);
+        write_json(
+            &p,
+            r#"{"dims": [2, 2, 2], "voxel_size_mm": 1, "dtype": "uint8"}"#,
+        );
         let raw = dir.path().join("m.raw");
         std::fs::write(&raw, vec![0u8; 27]).unwrap();
         let err = read_sidecar(&p).unwrap_err();
@@ -518,6 +560,7 @@ mod tests {
                 err,
                 VolumeError::SizeMismatch {
                     expected_bytes: 8,
+                    found_bytes: 27,
                     ..
                 }
             ),
@@ -530,7 +573,10 @@ mod tests {
     fn unknown_dtype_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.json");
-        write_json(&p, r#"{"dims": [1, 1, 1], "voxel_size_mm": 1, "dtype": "int64"}"#);
+        write_json(
+            &p,
+            r#"{"dims": [1, 1, 1], "voxel_size_mm": 1, "dtype": "int64"}"#,
+        );
         let err = read_sidecar(&p).unwrap_err();
         assert!(
             matches!(&err, VolumeError::UnknownDType { dtype, .. } if dtype == "int64"),
@@ -626,10 +672,42 @@ mod tests {
     }
 
     #[test]
+    fn huge_dims_fail_cleanly_without_allocating() {
+        // 10^15 bytes announced, a few bytes present: plain raw is caught by its file size,
+        // gzip either cannot reserve the buffer or runs out of data.
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"{"dims": [100000, 100000, 100000], "voxel_size_mm": 1, "dtype": "uint8"}"#;
+        let p = dir.path().join("big.json");
+        write_json(&p, text);
+        std::fs::write(dir.path().join("big.raw"), [0u8; 8]).unwrap();
+        let err = read_sidecar(&p).unwrap_err();
+        assert!(matches!(err, VolumeError::Truncated { .. }), "{err:?}");
+        assert_names(&err, &dir.path().join("big.raw"));
+
+        let pg = dir.path().join("biggz.json");
+        write_json(&pg, text);
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(&[0u8; 8]).unwrap();
+        std::fs::write(dir.path().join("biggz.raw.gz"), enc.finish().unwrap()).unwrap();
+        let err = read_sidecar(&pg).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VolumeError::TooLarge { .. } | VolumeError::Truncated { .. }
+            ),
+            "{err:?}"
+        );
+        assert_names(&err, &dir.path().join("biggz.raw.gz"));
+    }
+
+    #[test]
     fn missing_data_file_is_an_io_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("lonely.json");
-        write_json(&p, r#"{"dims": [1, 1, 1], "voxel_size_mm": 1, "dtype": "uint8"}"#);
+        write_json(
+            &p,
+            r#"{"dims": [1, 1, 1], "voxel_size_mm": 1, "dtype": "uint8"}"#,
+        );
         let err = read_sidecar(&p).unwrap_err();
         assert!(matches!(err, VolumeError::Io { .. }), "{err:?}");
         assert!(err.to_string().contains("lonely.raw"), "{err}");

@@ -70,9 +70,7 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
             j += 1;
         }
     }
-    (ab.len() - i)
-        .cmp(&(bb.len() - j))
-        .then_with(|| ab.cmp(bb))
+    (ab.len() - i).cmp(&(bb.len() - j)).then_with(|| ab.cmp(bb))
 }
 
 fn trim_zeros(d: &[u8]) -> &[u8] {
@@ -103,8 +101,14 @@ pub fn list_slice_files(dir: &Path) -> Result<Vec<PathBuf>, VolumeError> {
         }
     }
     files.sort_by(|a, b| {
-        let na = a.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-        let nb = b.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let na = a
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let nb = b
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         natural_cmp(&na, &nb)
     });
     Ok(files)
@@ -343,11 +347,25 @@ mod tests {
 
     #[test]
     fn natural_order_compares_numbers_by_value() {
-        let mut names = vec!["s10.png", "s2.png", "s1.png", "s002b.png", "s001.png", "a.png"];
+        let mut names = vec![
+            "s10.png",
+            "s2.png",
+            "s1.png",
+            "s002b.png",
+            "s001.png",
+            "a.png",
+        ];
         names.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(
             names,
-            ["a.png", "s001.png", "s1.png", "s2.png", "s002b.png", "s10.png"]
+            [
+                "a.png",
+                "s001.png",
+                "s1.png",
+                "s2.png",
+                "s002b.png",
+                "s10.png"
+            ]
         );
         // Digit runs far beyond u64 do not overflow.
         assert_eq!(
@@ -399,7 +417,12 @@ mod tests {
     #[test]
     fn rewriting_a_shorter_stack_removes_stale_slices() {
         let dir = tempfile::tempdir().unwrap();
-        write_png_stack(&vol_u8(Dims::new(2, 2, 5)), dir.path(), StackBitDepth::Eight).unwrap();
+        write_png_stack(
+            &vol_u8(Dims::new(2, 2, 5)),
+            dir.path(),
+            StackBitDepth::Eight,
+        )
+        .unwrap();
         let short = vol_u8(Dims::new(2, 2, 2));
         write_png_stack(&short, dir.path(), StackBitDepth::Eight).unwrap();
         let back = read_image_stack(dir.path(), &StackReadOptions::default()).unwrap();
@@ -440,7 +463,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("readme.txt"), "no images").unwrap();
         let err = read_image_stack(dir.path(), &StackReadOptions::default()).unwrap_err();
-        assert!(matches!(err, VolumeError::EmptySliceFolder { .. }), "{err:?}");
+        assert!(
+            matches!(err, VolumeError::EmptySliceFolder { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(&*dir.path().to_string_lossy()));
     }
 
@@ -495,11 +521,20 @@ mod tests {
     #[test]
     fn stack_voxel_size_must_be_positive() {
         let dir = tempfile::tempdir().unwrap();
-        write_png_stack(&vol_u8(Dims::new(2, 2, 2)), dir.path(), StackBitDepth::Eight).unwrap();
+        write_png_stack(
+            &vol_u8(Dims::new(2, 2, 2)),
+            dir.path(),
+            StackBitDepth::Eight,
+        )
+        .unwrap();
         let opts = StackReadOptions {
             voxel_size_mm: [1.0, f64::INFINITY, 1.0],
         };
         let err = read_image_stack(dir.path(), &opts).unwrap_err();
         assert!(matches!(err, VolumeError::BadVoxelSize { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&*dir.path().to_string_lossy()),
+            "{err}"
+        );
     }
 }
