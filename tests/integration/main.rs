@@ -1,0 +1,9 @@
+//! Integration tests: the command line end to end, the solver against ParOSol on micro-CT,
+//! and (feature `gui`) the app in a real window. One test binary with modules, to save link
+//! time.
+
+#[cfg(feature = "gui")]
+mod app_window;
+mod cli;
+mod common;
+mod parosol;
