@@ -270,15 +270,11 @@ impl Problem {
             + m.grid_of_node.len() * 8
             + m.elements.len() * (32 + 8)
             + m.layer_start.len() * 8;
-        // Fine operator diagonal + fixed flags, the CG vectors (x, b, r, z, p, q) and the
-        // hierarchy (or the Jacobi inverse diagonal).
-        let pcg_bytes = n * (8 + 1 + 6 * 8);
-        model_bytes
-            + pcg_bytes
-            + self
-                .mg
-                .as_ref()
-                .map_or(n * 8, |mg| mg.memory_bytes() - n * (8 + 1))
+        // The CG vectors (x, b, r, z, p, q) in f64, plus the preconditioner: the hierarchy
+        // (its vectors, constraint flags, coarse models and coarse factor) or, for Jacobi, the
+        // inverse diagonal and the flags.
+        let pcg_bytes = n * 6 * 8;
+        model_bytes + pcg_bytes + self.mg.as_ref().map_or(n * (8 + 1), |mg| mg.memory_bytes())
     }
 
     /// Solves K u = 0 on the free DOFs with `prescribed` values on the constrained ones.

@@ -25,6 +25,10 @@ use super::operator::{Real, StiffnessOperator};
 /// Precision of the preconditioner.
 type P = f32;
 
+/// Smallest slice a parallel vector operation splits into: below it the coordination costs more
+/// than the work (the coarse levels are small).
+const MIN_LEN: usize = 16 * 1024;
+
 /// Tuning of the multigrid cycle. The defaults (K-cycle, Chebyshev degree 6, interval
 /// [0.03, 1.1]·λ_max, direct solve below 1000 DOFs) were chosen by measuring iteration counts
 /// and wall time on the micro-CT sample (see BENCHMARKS.md).
@@ -163,10 +167,12 @@ impl Multigrid {
         self.levels[0]
             .b
             .par_iter_mut()
+            .with_min_len(MIN_LEN)
             .zip(r)
             .for_each(|(b, &r)| *b = r as P);
         self.vcycle(0, n);
         z.par_iter_mut()
+            .with_min_len(MIN_LEN)
             .zip(&self.levels[0].x)
             .for_each(|(z, &x)| *z = x as f64);
     }
@@ -240,6 +246,7 @@ impl Multigrid {
         level
             .b
             .par_iter_mut()
+            .with_min_len(MIN_LEN)
             .zip(&b0)
             .zip(&v1)
             .for_each(|((r, &b), &v)| *r = b - a * v);
@@ -265,6 +272,7 @@ impl Multigrid {
         level
             .x
             .par_iter_mut()
+            .with_min_len(MIN_LEN)
             .zip(&c1)
             .for_each(|(x, &c)| *x = w1 * c + w2 * *x);
         level.b = b0;
@@ -337,9 +345,12 @@ impl Level {
                 break;
             }
             let inv = (1.0 / norm) as P;
-            v.par_iter_mut().for_each(|a| *a *= inv);
+            v.par_iter_mut()
+                .with_min_len(MIN_LEN)
+                .for_each(|a| *a *= inv);
             self.apply(&v, &mut w);
             w.par_iter_mut()
+                .with_min_len(MIN_LEN)
                 .zip(&self.inv_diag)
                 .for_each(|(a, &d)| *a *= d);
             lambda = dot(&v, &w);
@@ -357,40 +368,55 @@ impl Level {
         let delta = 0.5 * (self.lambda_max - self.lambda_min);
         let sigma = theta / delta;
         let mut rho = 1.0 / sigma;
+        let inv_theta = (1.0 / theta) as P;
+        // Passes are fused: the first correction d = D⁻¹r/θ is added to x in the same sweep,
+        // the residual update applies the constraint mask, and each later d is added to x as
+        // it is formed.
         if zero_start {
-            self.x.par_iter_mut().for_each(|v| *v = 0.0);
             self.r.copy_from_slice(&self.b);
+            self.d
+                .par_iter_mut()
+                .with_min_len(MIN_LEN)
+                .zip(&mut self.x)
+                .zip(&self.r)
+                .zip(&self.inv_diag)
+                .for_each(|(((d, x), &r), &m)| {
+                    *d = m * r * inv_theta;
+                    *x = *d;
+                });
         } else {
             let (x, ad) = (&self.x, &mut self.ad);
             self.op.apply(x, ad);
-            mask(ad, &self.fixed);
             self.r
                 .par_iter_mut()
+                .with_min_len(MIN_LEN)
                 .zip(&self.b)
                 .zip(&self.ad)
-                .for_each(|((r, &b), &a)| *r = b - a);
-        }
-        let inv_theta = (1.0 / theta) as P;
-        self.d
-            .par_iter_mut()
-            .zip(&self.r)
-            .zip(&self.inv_diag)
-            .for_each(|((d, &r), &m)| *d = m * r * inv_theta);
-        for k in 0..degree {
-            self.x
+                .zip(&self.fixed)
+                .for_each(|(((r, &b), &a), &f)| *r = if f { 0.0 } else { b - a });
+            self.d
                 .par_iter_mut()
-                .zip(&self.d)
-                .for_each(|(x, &d)| *x += d);
+                .with_min_len(MIN_LEN)
+                .zip(&mut self.x)
+                .zip(&self.r)
+                .zip(&self.inv_diag)
+                .for_each(|(((d, x), &r), &m)| {
+                    *d = m * r * inv_theta;
+                    *x += *d;
+                });
+        }
+        for k in 0..degree {
             let last = k + 1 == degree;
             if last && !want_residual {
                 break;
             }
             self.op.apply(&self.d, &mut self.ad);
-            mask(&mut self.ad, &self.fixed);
             self.r
                 .par_iter_mut()
+                .with_min_len(MIN_LEN)
                 .zip(&self.ad)
-                .for_each(|(r, &a)| *r -= a);
+                .zip(&self.fixed)
+                .for_each(|((r, &a), &f)| *r = if f { 0.0 } else { *r - a });
             if last {
                 break;
             }
@@ -399,9 +425,14 @@ impl Level {
             let c2 = (2.0 * rho_new / delta) as P;
             self.d
                 .par_iter_mut()
+                .with_min_len(MIN_LEN)
+                .zip(&mut self.x)
                 .zip(&self.r)
                 .zip(&self.inv_diag)
-                .for_each(|((d, &r), &m)| *d = c1 * *d + c2 * m * r);
+                .for_each(|(((d, x), &r), &m)| {
+                    *d = c1 * *d + c2 * m * r;
+                    *x += *d;
+                });
             rho = rho_new;
         }
     }
@@ -428,11 +459,14 @@ impl CoarseSolver {
 
 /// Zeroes the constrained entries.
 pub fn mask<T: Real>(v: &mut [T], fixed: &[bool]) {
-    v.par_iter_mut().zip(fixed).for_each(|(a, &f)| {
-        if f {
-            *a = T::ZERO
-        }
-    });
+    v.par_iter_mut()
+        .with_min_len(MIN_LEN)
+        .zip(fixed)
+        .for_each(|(a, &f)| {
+            if f {
+                *a = T::ZERO
+            }
+        });
 }
 
 /// Dot product accumulated in f64, in fixed-size chunks so the result does not depend on the
