@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/osteolab-target}
 DATA=${OSTEOLAB_DATA:-../shared/data}
 PY=${OSTEOLAB_PAROSOL_PYTHON:-$HOME/.cache/osteolab-parosol-venv/bin/python}
+[ -x "$PY" ] || { echo "ParOSol python not found at $PY: run tests/run.sh first (it creates the venv)" >&2; exit 1; }
 BC=${BC:-axial-clamped}
 TOL=${TOL:-1e-8}
-cargo build --release --no-default-features --quiet
+cargo build --release --quiet
 BIN=$CARGO_TARGET_DIR/release/osteolab
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
