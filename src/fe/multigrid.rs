@@ -29,13 +29,17 @@ type P = f32;
 /// than the work (the coarse levels are small).
 const MIN_LEN: usize = 16 * 1024;
 
-/// Tuning of the multigrid cycle. The defaults (K-cycle, Chebyshev degree 6, interval
-/// [0.03, 1.1]·λ_max, direct solve below 1000 DOFs) were chosen by measuring iteration counts
-/// and wall time on the micro-CT sample (see BENCHMARKS.md).
+/// Tuning of the multigrid cycle. The defaults (K-cycle below levels 0 and 1, plain cycles
+/// deeper; Chebyshev degree 3 on the finest level and 10 on coarser ones, interval
+/// [0.03, 1.1]·λ_max; direct solve below 1000 DOFs) were chosen by measuring iteration counts
+/// and wall time on the micro-CT sample (see BENCHMARKS.md): the coarse levels are cheap, so
+/// they get the heavy smoothing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MultigridParams {
     /// Chebyshev polynomial degree of each pre- and post-smoothing.
     pub smoothing_degree: usize,
+    /// Chebyshev degree on the finest level, where each product costs most.
+    pub fine_smoothing_degree: usize,
     /// Lower end of the Chebyshev interval as a fraction of the estimated λ_max(D⁻¹A).
     pub lower_fraction: f64,
     /// Safety factor applied to the power-iteration estimate of λ_max.
@@ -45,16 +49,20 @@ pub struct MultigridParams {
     /// Coarse corrections by the K-cycle (two flexible-CG steps per coarse level) instead of
     /// one V-cycle visit.
     pub krylov_cycle: bool,
+    /// Deepest level whose coarse correction uses the K-cycle (coarser ones use one cycle).
+    pub krylov_depth: usize,
 }
 
 impl Default for MultigridParams {
     fn default() -> Self {
         Self {
-            smoothing_degree: 6,
+            smoothing_degree: 10,
+            fine_smoothing_degree: 3,
             lower_fraction: 0.03,
             upper_factor: 1.1,
             coarse_dofs: 1000,
             krylov_cycle: true,
+            krylov_depth: 2,
         }
     }
 }
@@ -74,6 +82,16 @@ struct Level {
     r: Vec<P>,
     d: Vec<P>,
     ad: Vec<P>,
+    /// Scratch of the K-cycle when this level is solved by it (empty otherwise).
+    krylov: KrylovScratch,
+}
+
+#[derive(Default)]
+struct KrylovScratch {
+    b0: Vec<P>,
+    c1: Vec<P>,
+    v1: Vec<P>,
+    r1: Vec<P>,
 }
 
 enum CoarseSolver {
@@ -178,7 +196,11 @@ impl Multigrid {
     }
 
     fn vcycle(&mut self, l: usize, n: usize) {
-        let degree = self.params.smoothing_degree;
+        let degree = if l == 0 {
+            self.params.fine_smoothing_degree
+        } else {
+            self.params.smoothing_degree
+        };
         if l + 1 == n {
             let level = &mut self.levels[l];
             match &self.coarse {
@@ -206,7 +228,7 @@ impl Multigrid {
             &coarse.fixed,
             &mut coarse.b,
         );
-        if self.params.krylov_cycle && l + 2 < n {
+        if self.params.krylov_cycle && l < self.params.krylov_depth && l + 2 < n {
             self.krylov_coarse_correction(l + 1, n);
         } else {
             self.vcycle(l + 1, n);
@@ -231,15 +253,21 @@ impl Multigrid {
     /// products (a plain W-cycle over E-averaged coarse grids can lose definiteness, and CG
     /// then stagnates). Leaves the correction in `levels[c].x`.
     fn krylov_coarse_correction(&mut self, c: usize, n: usize) {
-        let b0 = self.levels[c].b.clone();
+        // Scratch vectors live with the level, taken out for the duration of the call.
+        let len = self.levels[c].op.dof_count();
+        let mut k = std::mem::take(&mut self.levels[c].krylov);
+        for v in [&mut k.b0, &mut k.c1, &mut k.v1, &mut k.r1] {
+            v.resize(len, 0.0);
+        }
+        k.b0.copy_from_slice(&self.levels[c].b);
         self.vcycle(c, n);
         let level = &mut self.levels[c];
-        let c1 = level.x.clone();
-        let mut v1 = vec![0.0 as P; c1.len()];
-        level.apply(&c1, &mut v1);
-        let rho1 = dot(&c1, &v1);
-        let alpha1 = dot(&c1, &b0);
+        k.c1.copy_from_slice(&level.x);
+        level.apply(&k.c1, &mut k.v1);
+        let rho1 = dot(&k.c1, &k.v1);
+        let alpha1 = dot(&k.c1, &k.b0);
         if rho1.is_nan() || rho1 <= 0.0 {
+            level.krylov = k;
             return; // keep the plain cycle's correction
         }
         let a = (alpha1 / rho1) as P;
@@ -247,18 +275,18 @@ impl Multigrid {
             .b
             .par_iter_mut()
             .with_min_len(MIN_LEN)
-            .zip(&b0)
-            .zip(&v1)
+            .zip(&k.b0)
+            .zip(&k.v1)
             .for_each(|((r, &b), &v)| *r = b - a * v);
-        let r1 = level.b.clone();
+        k.r1.copy_from_slice(&level.b);
         self.vcycle(c, n);
         let level = &mut self.levels[c];
         let (x, ad) = (&level.x, &mut level.ad);
         level.op.apply(x, ad);
         mask(&mut level.ad, &level.fixed);
-        let gamma = dot(&level.x, &v1);
+        let gamma = dot(&level.x, &k.v1);
         let beta = dot(&level.x, &level.ad);
-        let alpha2 = dot(&level.x, &r1);
+        let alpha2 = dot(&level.x, &k.r1);
         let rho2 = beta - gamma * gamma / rho1;
         let (w1, w2) = if rho2 > 1e-12 * beta.abs() {
             (
@@ -273,9 +301,9 @@ impl Multigrid {
             .x
             .par_iter_mut()
             .with_min_len(MIN_LEN)
-            .zip(&c1)
+            .zip(&k.c1)
             .for_each(|(x, &c)| *x = w1 * c + w2 * *x);
-        level.b = b0;
+        level.krylov = k;
     }
 
     /// Approximate memory held by the hierarchy (bytes), excluding level 0's model.
@@ -284,6 +312,7 @@ impl Multigrid {
         for (i, l) in self.levels.iter().enumerate() {
             let n = l.op.dof_count();
             total += n * (6 * std::mem::size_of::<P>() + 1); // b x r d ad inv_diag + fixed
+            total += l.krylov.b0.capacity() * 4 * std::mem::size_of::<P>();
             if i > 0 {
                 let m = &l.op.model;
                 total += m.node_of_grid.len() * 4
@@ -318,6 +347,7 @@ impl Level {
             r: vec![0.0; n],
             d: vec![0.0; n],
             ad: vec![0.0; n],
+            krylov: KrylovScratch::default(),
         }
     }
 
