@@ -278,11 +278,14 @@ fn start_runner(
             let _ = proxy.send_event(WinitUserEvent::WakeUp);
         }) as osteolab::runner::Waker
     });
-    // Leave one core to the renderer (Mesa's software rasteriser is CPU-bound too).
+    // Leave one core to the renderer (Mesa's software rasteriser is CPU-bound too), and run
+    // the simulation at background priority so frames win whenever they need the CPU.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let solver_threads = cores.saturating_sub(1).max(1);
     let options = RunnerOptions {
         waker,
-        solver_threads: Some(cores.saturating_sub(1).max(1)),
+        solver_threads: Some(solver_threads),
+        background_priority: true,
         max_live_triangles: budget,
         ..RunnerOptions::default()
     };

@@ -255,6 +255,10 @@ pub struct RunnerOptions {
     /// Threads of the runner-owned rayon pool used by solves and meshing (`None` = one per
     /// core). The app leaves a core to the renderer.
     pub solver_threads: Option<usize>,
+    /// Run the simulation threads at a lower scheduling priority (nice 10 on Linux), so an
+    /// interactive window stays fluid while a solve uses the CPU; the solve only slows down
+    /// when the screen actually needs the time.
+    pub background_priority: bool,
     /// Capacity of the bounded event channel.
     pub event_capacity: usize,
     /// Upper bound on the live-view mesh triangle count (the extraction step is raised until
@@ -267,6 +271,7 @@ impl Default for RunnerOptions {
         Self {
             waker: None,
             solver_threads: None,
+            background_priority: false,
             event_capacity: 1024,
             max_live_triangles: DEFAULT_MAX_LIVE_TRIANGLES,
         }
@@ -278,6 +283,7 @@ impl std::fmt::Debug for RunnerOptions {
         f.debug_struct("RunnerOptions")
             .field("waker", &self.waker.is_some())
             .field("solver_threads", &self.solver_threads)
+            .field("background_priority", &self.background_priority)
             .field("event_capacity", &self.event_capacity)
             .field("max_live_triangles", &self.max_live_triangles)
             .finish()
@@ -356,6 +362,18 @@ impl std::fmt::Debug for Runner {
     }
 }
 
+/// Lowers the calling thread's scheduling priority (best effort; Linux only).
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority with PRIO_PROCESS and who = 0 changes only the calling thread on
+        // Linux (threads are tasks with their own nice value); failure leaves it unchanged.
+        unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        }
+    }
+}
+
 impl Runner {
     /// Starts the simulation thread.
     pub fn spawn(options: RunnerOptions) -> Result<Self, RunnerError> {
@@ -370,6 +388,9 @@ impl Runner {
             if let Some(n) = options.solver_threads {
                 builder = builder.num_threads(n.max(1));
             }
+            if options.background_priority {
+                builder = builder.start_handler(|_| lower_thread_priority());
+            }
             builder
                 .build()
                 .map_err(|e| RunnerError::ThreadPool(e.to_string()))?
@@ -382,9 +403,15 @@ impl Runner {
             pool,
             options.max_live_triangles.max(12),
         );
+        let background = options.background_priority;
         let thread = std::thread::Builder::new()
             .name("osteolab-runner".into())
-            .spawn(move || worker.run())
+            .spawn(move || {
+                if background {
+                    lower_thread_priority();
+                }
+                worker.run()
+            })
             .map_err(RunnerError::Spawn)?;
         Ok(Self {
             commands: command_tx,
