@@ -15,9 +15,7 @@ use osteolab::fe::{
     AxialLoad, BoundaryCondition, Material, Preconditioner, SolveControl, SolverParams, solve_axial,
 };
 use osteolab::volume::load_volume;
-use osteolab::volume::segment::{
-    SegmentParams, Threshold, downsample_volume, gaussian_smooth, segment, threshold_for_bv_tv,
-};
+use osteolab::volume::segment::{SegmentParams, Threshold, downsample_volume, segment};
 
 fn data_dir() -> Option<PathBuf> {
     let candidates = [
@@ -35,13 +33,11 @@ fn main() {
     let path = dir.join("microct/lhdl-3155-D4-gray200.json");
     let vol = load_volume(&path).expect("read micro-CT");
     let vol = downsample_volume(&vol, 2).expect("downsample");
-    let smooth = gaussian_smooth(&vol, 1.0).expect("smooth");
-    let t = threshold_for_bv_tv(&smooth, 0.25).expect("threshold");
     let mask = segment(
-        &smooth,
+        &vol,
         &SegmentParams {
-            sigma_voxels: 0.0,
-            threshold: Threshold::Value(t),
+            sigma_voxels: 1.0,
+            threshold: Threshold::BvTv(0.25),
             keep_largest_component: true,
         },
     )

@@ -87,20 +87,15 @@ pub fn load_mask(input: &VolumeInput) -> Result<BoneMask> {
             m
         }
     } else {
-        let smoothed = if input.sigma > 0.0 {
-            seg::gaussian_smooth(&volume, input.sigma)?
-        } else {
-            volume
-        };
         let threshold = match (input.threshold, input.target_bv_tv) {
             (Some(t), _) => Threshold::Value(t),
-            (None, Some(x)) => Threshold::Value(seg::threshold_for_bv_tv(&smoothed, x)?),
+            (None, Some(x)) => Threshold::BvTv(x),
             (None, None) => Threshold::Otsu,
         };
         seg::segment(
-            &smoothed,
+            &volume,
             &SegmentParams {
-                sigma_voxels: 0.0,
+                sigma_voxels: input.sigma,
                 threshold,
                 keep_largest_component,
             },

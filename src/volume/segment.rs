@@ -36,6 +36,9 @@ pub enum Threshold {
     Otsu,
     /// A fixed grey value; bone is `value >= t`.
     Value(f64),
+    /// The global threshold that gives this bone volume fraction (see
+    /// [`threshold_for_bv_tv`]), chosen on the smoothed volume.
+    BvTv(f64),
 }
 
 /// Parameters of [`segment`].
@@ -711,6 +714,7 @@ pub fn segment_with_threshold(
     };
     let t = match params.threshold {
         Threshold::Otsu => otsu_threshold(&smoothed)?,
+        Threshold::BvTv(target) => threshold_for_bv_tv(&smoothed, target)?,
         Threshold::Value(t) if t.is_finite() => t,
         Threshold::Value(t) => {
             return Err(VolumeError::InvalidArgument(format!(
@@ -763,6 +767,24 @@ mod tests {
             }
         }
         Volume::new(Grid::isotropic(d, 1.0), VoxelData::F32(v)).unwrap()
+    }
+
+    #[test]
+    fn bv_tv_threshold_rule_segments_to_the_requested_fraction() {
+        // A ramp along z: bone = the top 30 % of the slices.
+        let d = Dims::new(8, 8, 40);
+        let vol = vol_f32(d, |_, _, z| z as f32);
+        let mask = segment(
+            &vol,
+            &SegmentParams {
+                sigma_voxels: 0.0,
+                threshold: Threshold::BvTv(0.3),
+                keep_largest_component: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(mask.count(), 8 * 8 * 12);
+        assert!(mask.get(0, 0, 39) && !mask.get(0, 0, 27));
     }
 
     #[test]

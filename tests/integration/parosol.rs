@@ -14,9 +14,7 @@
 use std::process::Command;
 
 use osteolab::fe::{AxialLoad, BoundaryCondition, Material, SolveControl, SolverParams};
-use osteolab::volume::segment::{
-    SegmentParams, Threshold, VoxelBox, crop_volume, gaussian_smooth, segment, threshold_for_bv_tv,
-};
+use osteolab::volume::segment::{SegmentParams, Threshold, VoxelBox, crop_volume, segment};
 use osteolab::volume::{Dims, load_volume};
 
 use crate::common::data_dir;
@@ -41,13 +39,11 @@ fn fe_against_parosol_on_micro_ct() {
         },
     )
     .unwrap();
-    let smooth = gaussian_smooth(&vol, 1.0).unwrap();
-    let t = threshold_for_bv_tv(&smooth, 0.25).unwrap();
     let mask = segment(
-        &smooth,
+        &vol,
         &SegmentParams {
-            sigma_voxels: 0.0,
-            threshold: Threshold::Value(t),
+            sigma_voxels: 1.0,
+            threshold: Threshold::BvTv(0.25),
             keep_largest_component: true,
         },
     )
