@@ -30,7 +30,7 @@ type P = f32;
 const MIN_LEN: usize = 16 * 1024;
 
 /// Tuning of the multigrid cycle. The defaults (K-cycle below levels 0 and 1, plain cycles
-/// deeper; Chebyshev degree 3 on the finest level and 10 on coarser ones, interval
+/// deeper; Chebyshev degree 4 on the finest level and 10 on coarser ones, interval
 /// [0.03, 1.1]·λ_max; direct solve below 1000 DOFs) were chosen by measuring iteration counts
 /// and wall time on the micro-CT sample (see BENCHMARKS.md): the coarse levels are cheap, so
 /// they get the heavy smoothing.
@@ -57,7 +57,7 @@ impl Default for MultigridParams {
     fn default() -> Self {
         Self {
             smoothing_degree: 10,
-            fine_smoothing_degree: 3,
+            fine_smoothing_degree: 4,
             lower_fraction: 0.03,
             upper_factor: 1.1,
             coarse_dofs: 1000,

@@ -10,6 +10,9 @@ use rayon::prelude::*;
 
 use super::multigrid::dot;
 
+/// Chunk length of the fused reductions (fixed, so results do not depend on the thread count).
+const CHUNK: usize = 8192;
+
 /// One progress report of an iterative solve.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct SolverProgress {
@@ -93,9 +96,26 @@ pub fn pcg(
             return PcgOutcome::Breakdown { iterations: it };
         }
         let alpha = rz / pq;
-        x.par_iter_mut().zip(&p).for_each(|(x, &p)| *x += alpha * p);
-        r.par_iter_mut().zip(&q).for_each(|(r, &q)| *r -= alpha * q);
-        rel = dot(&r, &r).sqrt() / b_norm;
+        // One sweep: x += αp, r −= αq and ‖r‖² (in fixed chunks, so the sum does not depend
+        // on the thread count).
+        let rr: f64 = x
+            .par_chunks_mut(CHUNK)
+            .zip(r.par_chunks_mut(CHUNK))
+            .zip(p.par_chunks(CHUNK))
+            .zip(q.par_chunks(CHUNK))
+            .map(|(((x, r), p), q)| {
+                let mut acc = 0.0;
+                for i in 0..x.len() {
+                    x[i] += alpha * p[i];
+                    r[i] -= alpha * q[i];
+                    acc += r[i] * r[i];
+                }
+                acc
+            })
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum();
+        rel = rr.sqrt() / b_norm;
         progress(SolverProgress {
             iteration: it,
             relative_residual: rel,
@@ -107,8 +127,23 @@ pub fn pcg(
             };
         }
         precondition(&r, &mut z);
-        let rz_new = dot(&r, &z);
-        let beta = -alpha * dot(&z, &q) / rz;
+        // rᵀz and zᵀq in one sweep.
+        let (rz_new, zq) = r
+            .par_chunks(CHUNK)
+            .zip(z.par_chunks(CHUNK))
+            .zip(q.par_chunks(CHUNK))
+            .map(|((r, z), q)| {
+                let (mut a, mut b) = (0.0, 0.0);
+                for i in 0..r.len() {
+                    a += r[i] * z[i];
+                    b += z[i] * q[i];
+                }
+                (a, b)
+            })
+            .collect::<Vec<(f64, f64)>>()
+            .iter()
+            .fold((0.0, 0.0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
+        let beta = -alpha * zq / rz;
         rz = rz_new;
         p.par_iter_mut()
             .zip(&z)
