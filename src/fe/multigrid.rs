@@ -404,16 +404,6 @@ impl Level {
         // it is formed.
         if zero_start {
             self.r.copy_from_slice(&self.b);
-            self.d
-                .par_iter_mut()
-                .with_min_len(MIN_LEN)
-                .zip(&mut self.x)
-                .zip(&self.r)
-                .zip(&self.inv_diag)
-                .for_each(|(((d, x), &r), &m)| {
-                    *d = m * r * inv_theta;
-                    *x = *d;
-                });
         } else {
             let (x, ad) = (&self.x, &mut self.ad);
             self.op.apply(x, ad);
@@ -424,17 +414,17 @@ impl Level {
                 .zip(&self.ad)
                 .zip(&self.fixed)
                 .for_each(|(((r, &b), &a), &f)| *r = if f { 0.0 } else { b - a });
-            self.d
-                .par_iter_mut()
-                .with_min_len(MIN_LEN)
-                .zip(&mut self.x)
-                .zip(&self.r)
-                .zip(&self.inv_diag)
-                .for_each(|(((d, x), &r), &m)| {
-                    *d = m * r * inv_theta;
-                    *x += *d;
-                });
         }
+        self.d
+            .par_iter_mut()
+            .with_min_len(MIN_LEN)
+            .zip(&mut self.x)
+            .zip(&self.r)
+            .zip(&self.inv_diag)
+            .for_each(|(((d, x), &r), &m)| {
+                *d = m * r * inv_theta;
+                *x = if zero_start { *d } else { *x + *d };
+            });
         for k in 0..degree {
             let last = k + 1 == degree;
             if last && !want_residual {
