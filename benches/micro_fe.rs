@@ -6,7 +6,6 @@
 //! Run: `cargo bench --bench micro_fe` (finds the data at `$OSTEOLAB_DATA` or `../shared/data`).
 //! The side-by-side comparison with ParOSol is `benches/fe_vs_parosol.sh`.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use osteolab::fe::model::VoxelModel;
@@ -17,20 +16,10 @@ use osteolab::fe::{
 use osteolab::volume::load_volume;
 use osteolab::volume::segment::{SegmentParams, Threshold, downsample_volume, segment};
 
-fn data_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("OSTEOLAB_DATA").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data")),
-    ];
-    candidates.into_iter().flatten().find(|p| p.is_dir())
-}
-
 fn main() {
-    let Some(dir) = data_dir() else {
-        eprintln!("skipped: micro-CT data not found ($OSTEOLAB_DATA or ../shared/data)");
+    let Some(path) = osteolab::sample_data::microct_sample() else {
         return;
     };
-    let path = dir.join("microct/lhdl-3155-D4-gray200.json");
     let vol = load_volume(&path).expect("read micro-CT");
     let vol = downsample_volume(&vol, 2).expect("downsample");
     let mask = segment(

@@ -9,6 +9,7 @@
 //! - [`fe`]: matrix-free voxel micro-FE with a multigrid-preconditioned CG solver.
 //! - [`mesh`]: surface extraction and exporters.
 //! - [`runner`]: the simulation thread (commands in, events and snapshots out).
+//! - [`sample_data`]: where tests and benchmarks find the shared micro-CT sample.
 
 // Index loops mirror the formulas (K[i][j], B[m][i]) in the numerical code; iterator
 // rewrites would obscure them.
@@ -19,5 +20,6 @@ pub mod fe;
 pub mod mesh;
 pub mod morph;
 pub mod runner;
+pub mod sample_data;
 pub mod synthetic;
 pub mod volume;

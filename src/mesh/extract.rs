@@ -1013,24 +1013,13 @@ mod tests {
     /// preview under 200 k triangles exists.
     #[test]
     fn microct_sample_surface_is_watertight() {
-        use std::io::Read;
-        let dir = std::env::var_os("OSTEOLAB_DATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
-            });
-        let path = dir.join("microct/lhdl-3155-D4-gray200.raw.gz");
-        let Ok(file) = std::fs::File::open(&path) else {
-            println!("skipped: micro-CT data not found at {}", path.display());
+        let Some(path) = crate::sample_data::microct_sample() else {
             return;
         };
-        let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut raw)
-            .unwrap();
-        assert_eq!(raw.len(), 200 * 200 * 200);
-        let grid = Grid::isotropic(Dims::new(200, 200, 200), 0.0195);
-        let mask = BoneMask::new(grid, raw.iter().map(|&g| g >= 70).collect()).unwrap();
+        let vol = crate::volume::load_volume(&path).unwrap();
+        assert_eq!(vol.dims(), Dims::new(200, 200, 200));
+        let grid = vol.grid;
+        let mask = crate::volume::segment::threshold(&vol, 70.0);
         let t = std::time::Instant::now();
         let m = extract_surface(&mask, &ExtractParams::default());
         let secs = t.elapsed().as_secs_f64();

@@ -1,9 +1,6 @@
 //! Verification of the morphometry on shapes with known answers, and on the real micro-CT
 //! sample when it is present.
 
-use std::io::Read;
-use std::path::PathBuf;
-
 use super::*;
 use crate::volume::{Dims, Grid};
 
@@ -291,28 +288,15 @@ fn morphometry_json_has_the_cli_keys() {
     }
 }
 
-fn microct_dir() -> PathBuf {
-    match std::env::var_os("OSTEOLAB_DATA") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-    }
-}
-
 #[test]
 fn real_microct_sample_is_in_the_physiological_range() {
-    let path = microct_dir().join("microct/lhdl-3155-D4-gray200.raw.gz");
-    if !path.exists() {
-        println!("skipped: micro-CT data not found at {}", path.display());
+    let Some(path) = crate::sample_data::microct_sample() else {
         return;
-    }
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
-        .read_to_end(&mut raw)
-        .unwrap();
-    assert_eq!(raw.len(), 200 * 200 * 200);
+    };
     // Global threshold 70 without smoothing (sidecar: 200³ uint8, 19.5 µm, bone bright).
-    let grid = Grid::isotropic(Dims::new(200, 200, 200), 0.0195);
-    let mask = BoneMask::new(grid, raw.iter().map(|&v| v >= 70).collect()).unwrap();
+    let vol = crate::volume::load_volume(&path).unwrap();
+    assert_eq!(vol.dims(), Dims::new(200, 200, 200));
+    let mask = crate::volume::segment::threshold(&vol, 70.0);
     let t = std::time::Instant::now();
     let m = morphometry(&mask, &MorphParams::default()).unwrap();
     println!(

@@ -1211,21 +1211,6 @@ mod tests {
         assert!(fixed.is_err());
     }
 
-    fn sample_path() -> Option<std::path::PathBuf> {
-        let base = std::env::var_os("OSTEOLAB_DATA")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
-            });
-        let p = base.join("microct/lhdl-3155-D4-gray200.json");
-        if p.is_file() {
-            Some(p)
-        } else {
-            println!("skipped: micro-CT data not found at {}", p.display());
-            None
-        }
-    }
-
     #[test]
     fn real_microct_sample_reads_and_segments_to_plausible_bv_tv() {
         // Sample: LHDL 3155_D_4 human trabecular bone, 200^3 uint8 at 19.5 um. Its sidecar
@@ -1233,7 +1218,9 @@ mod tests {
         // 0.234 at 63, 0.196 at 80, 0.25 at ~57). Accepted: Otsu BV/TV in [0.15, 0.40];
         // largest component keeps > 95 % of the bone; the threshold for BV/TV 0.25 lies in
         // [50, 90] and reaches 0.25 within 0.005.
-        let Some(p) = sample_path() else { return };
+        let Some(p) = crate::sample_data::microct_sample() else {
+            return;
+        };
         let t0 = std::time::Instant::now();
         let vol = crate::volume::load::load_volume(&p).unwrap();
         let t_read = t0.elapsed();

@@ -17,19 +17,16 @@ use osteolab::fe::{AxialLoad, BoundaryCondition, Material, SolveControl, SolverP
 use osteolab::volume::segment::{SegmentParams, Threshold, VoxelBox, crop_volume, segment};
 use osteolab::volume::{Dims, load_volume};
 
-use crate::common::data_dir;
-
 #[test]
 fn fe_against_parosol_on_micro_ct() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: micro-CT data not found ($OSTEOLAB_DATA or ../shared/data)");
+    let Some(sample) = osteolab::sample_data::microct_sample() else {
         return;
     };
     let Some(python) = std::env::var_os("OSTEOLAB_PAROSOL_PYTHON") else {
         eprintln!("skipped: $OSTEOLAB_PAROSOL_PYTHON not set (tests/run.sh installs ParOSol)");
         return;
     };
-    let vol = load_volume(&data.join("microct/lhdl-3155-D4-gray200.json")).unwrap();
+    let vol = load_volume(&sample).unwrap();
     let n = 48;
     let vol = crop_volume(
         &vol,
