@@ -19,6 +19,8 @@ pub mod atomic;
 pub mod fe;
 pub mod mesh;
 pub mod morph;
+pub mod plot;
+pub mod remodel;
 pub mod runner;
 pub mod sample_data;
 pub mod synthetic;

@@ -4,6 +4,7 @@
 #[cfg(feature = "gui")]
 mod app;
 mod cli;
+mod cli_remodel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Mesh(cli::MeshArgs),
     /// Segment a volume and write the bone mask as a uint8 sidecar volume (0 / 255).
     Segment(cli::SegmentArgs),
+    /// Macroscale remodeling of a vertebra under a loading scenario: BMD over days.
+    Remodel(cli_remodel::RemodelArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Some(Command::Morph(a)) => cli::morph(&a),
         Some(Command::Mesh(a)) => cli::mesh(&a),
         Some(Command::Segment(a)) => cli::segment(&a),
+        Some(Command::Remodel(a)) => cli_remodel::remodel(&a),
         None => open_app(args.screenshot, args.frames, args.solve_on_start),
     };
     match result {

@@ -15,6 +15,7 @@ pub mod model;
 pub mod multigrid;
 pub mod operator;
 pub mod pcg;
+pub mod plate;
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -26,6 +27,7 @@ pub use bc::BoundaryCondition;
 pub use element::Material;
 pub use multigrid::MultigridParams;
 pub use pcg::SolverProgress;
+pub use plate::{PlateLoad, PlateLoadResponse, PlateSolution, solve_plate_loads};
 
 use crate::volume::BoneMask;
 use bc::{ConstraintSpec, load_bearing_voxels};
