@@ -7,3 +7,4 @@ mod app_window;
 mod cli;
 mod common;
 mod parosol;
+mod remodel_cli;
