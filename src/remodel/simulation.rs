@@ -148,7 +148,7 @@ pub struct Simulation {
     pub config: RemodelConfig,
     pub vertebra: Vertebra,
     pub scenario: Scenario,
-    law: PivonkaScheinerLaw,
+    law: std::sync::Arc<dyn RemodelingLaw>,
     states: Vec<ElementState>,
     /// Daily matrix SED (relative units) of each load case at habitual magnitude and cycles,
     /// from the current solve.
@@ -182,11 +182,24 @@ fn pct(now: f64, then: f64) -> f64 {
 }
 
 impl Simulation {
-    /// Sets up the run: the homeostatic state of every element and the habitual FE solve.
+    /// Sets up the run with the default law ([`PivonkaScheinerLaw`] with `config.law`): the
+    /// homeostatic state of every element and the habitual FE solve.
     pub fn new(
         config: RemodelConfig,
         vertebra: Vertebra,
         scenario: Scenario,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Self, RemodelError> {
+        let law = PivonkaScheinerLaw::new(config.law)?;
+        Self::with_law(config, vertebra, scenario, std::sync::Arc::new(law), cancel)
+    }
+
+    /// As [`Simulation::new`] with another remodeling law (`config.law` is then unused).
+    pub fn with_law(
+        config: RemodelConfig,
+        vertebra: Vertebra,
+        scenario: Scenario,
+        law: std::sync::Arc<dyn RemodelingLaw>,
         cancel: Option<&AtomicBool>,
     ) -> Result<Self, RemodelError> {
         config
@@ -225,7 +238,6 @@ impl Simulation {
                 config.resolve_modulus_change
             )));
         }
-        let law = PivonkaScheinerLaw::new(config.law)?;
         let states: Vec<ElementState> = vertebra
             .initial_volume_fraction
             .iter()
@@ -288,7 +300,7 @@ impl Simulation {
 
     /// The law in use.
     pub fn law(&self) -> &dyn RemodelingLaw {
-        &self.law
+        self.law.as_ref()
     }
 
     /// Days simulated so far.
@@ -507,7 +519,7 @@ impl Simulation {
         let env = Environment {
             pth_scale: phase.pth_scale,
         };
-        let law = &self.law;
+        let law = self.law.as_ref();
         let daily = &self.daily_sed;
         let habitual = &self.habitual_stimulus;
         let ratios: Vec<f64> = (0..self.states.len())
@@ -756,6 +768,70 @@ mod tests {
         });
         assert!(matches!(result, Err(RemodelError::Cancelled { day: 3 })));
         assert_eq!(days, 3);
+    }
+
+    /// A phenomenological law, dv/dt = rate · (ψ − 1) · v on every compartment, to show
+    /// that the simulation takes any [`RemodelingLaw`].
+    struct ProportionalLaw {
+        rate_per_day: f64,
+    }
+
+    impl RemodelingLaw for ProportionalLaw {
+        fn name(&self) -> &'static str {
+            "proportional"
+        }
+        fn homeostatic_state(&self, v0: [f64; COMPARTMENTS]) -> ElementState {
+            ElementState {
+                cells: [0.0; 3],
+                volume_fraction: v0,
+                formation_rate: [0.0; COMPARTMENTS],
+                step_days: 1.0,
+            }
+        }
+        fn volume_rates(
+            &self,
+            state: &ElementState,
+            stimulus_ratio: f64,
+            _env: &Environment,
+        ) -> [f64; COMPARTMENTS] {
+            state
+                .volume_fraction
+                .map(|v| self.rate_per_day * (stimulus_ratio - 1.0) * v)
+        }
+        fn advance(
+            &self,
+            state: &mut ElementState,
+            stimulus_ratio: f64,
+            _env: &Environment,
+            days: f64,
+        ) -> Result<crate::remodel::law::StepStats, LawError> {
+            let f = (self.rate_per_day * (stimulus_ratio - 1.0) * days).exp();
+            state.volume_fraction = state.volume_fraction.map(|v| v * f);
+            Ok(crate::remodel::law::StepStats {
+                accepted: 1,
+                rejected: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn another_law_can_replace_the_default_one() {
+        let law = std::sync::Arc::new(ProportionalLaw { rate_per_day: 1e-3 });
+        let mut sim = Simulation::with_law(
+            RemodelConfig::default(),
+            small(),
+            two_phase(0.0, 10),
+            law,
+            None,
+        )
+        .unwrap();
+        sim.run(None, |_| {}).unwrap();
+        assert_eq!(sim.law().name(), "proportional");
+        // ψ = 0 for 10 days: every compartment shrinks by exp(−0.01), i.e. −0.995 %.
+        let last = sim.series().last().unwrap();
+        let expect = 100.0 * ((-0.01f64).exp() - 1.0);
+        assert!((last.bmd_whole_pct - expect).abs() < 1e-9, "{last:?}");
+        assert!((last.bmd_trabecular_pct - expect).abs() < 1e-9);
     }
 
     #[test]
