@@ -1,4 +1,4 @@
-//! `osteolab`: with no subcommand, opens the app on the built-in microstructure; with a
+//! `osteolab`: with no subcommand, opens the app on the built-in vertebra and microstructure; with a
 //! subcommand, runs headless (design §4). Errors are reported here, once, as one line.
 
 #[cfg(feature = "gui")]
@@ -24,8 +24,34 @@ struct Args {
     /// Start a micro-FE solve on the built-in structure as soon as the app opens.
     #[arg(long)]
     solve_on_start: bool,
+    /// Start the spaceflight-215 scenario on the built-in vertebra as soon as the app opens.
+    #[arg(long)]
+    remodel_on_start: bool,
+    /// The view the app opens on (default: vertebra; micro with only --solve-on-start).
+    #[arg(long, value_enum, value_name = "VIEW")]
+    view: Option<ViewArg>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The app's views (`--view`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ViewArg {
+    /// The macroscale vertebra and its remodeling run.
+    Vertebra,
+    /// The trabecular microstructure and its micro-FE solve.
+    Micro,
+}
+
+/// The app's start-up flags.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "gui"), allow(dead_code))]
+struct AppFlags {
+    screenshot: Option<PathBuf>,
+    frames: u32,
+    solve_on_start: bool,
+    remodel_on_start: bool,
+    view: Option<ViewArg>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,7 +76,13 @@ fn main() -> ExitCode {
         Some(Command::Mesh(a)) => cli::mesh(&a),
         Some(Command::Segment(a)) => cli::segment(&a),
         Some(Command::Remodel(a)) => cli_remodel::remodel(&a),
-        None => open_app(args.screenshot, args.frames, args.solve_on_start),
+        None => open_app(AppFlags {
+            screenshot: args.screenshot,
+            frames: args.frames,
+            solve_on_start: args.solve_on_start,
+            remodel_on_start: args.remodel_on_start,
+            view: args.view,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,16 +94,21 @@ fn main() -> ExitCode {
 }
 
 #[cfg(feature = "gui")]
-fn open_app(screenshot: Option<PathBuf>, frames: u32, solve_on_start: bool) -> anyhow::Result<()> {
+fn open_app(flags: AppFlags) -> anyhow::Result<()> {
     app::run(app::AppOptions {
-        screenshot,
-        frames,
-        solve_on_start,
+        screenshot: flags.screenshot,
+        frames: flags.frames,
+        solve_on_start: flags.solve_on_start,
+        remodel_on_start: flags.remodel_on_start,
+        view: flags.view.map(|v| match v {
+            ViewArg::Vertebra => app::ViewKind::Vertebra,
+            ViewArg::Micro => app::ViewKind::Micro,
+        }),
     })
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_app(_: Option<PathBuf>, _: u32, _: bool) -> anyhow::Result<()> {
+fn open_app(_: AppFlags) -> anyhow::Result<()> {
     anyhow::bail!(
         "this osteolab was built without the `gui` feature; use a subcommand (see --help)"
     )

@@ -1,6 +1,7 @@
 //! The bridge between the simulation runner and the ECS: the runner lives in a resource; each
-//! frame its events are drained (under a small time budget) into [`UiState`] and the latest
-//! snapshot, if newer, is handed to the scene.
+//! frame its events are drained (under a small time budget) into [`UiState`] (micro-FE) and
+//! [`RemodelState`] (the remodeling run), and the latest micro snapshot, if newer, is handed
+//! to the scene. The vertebra view reads the per-day fields from the runner's history itself.
 
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -12,6 +13,8 @@ use bevy::window::RequestRedraw;
 use bevy::winit::{EventLoopProxyWrapper, WinitUserEvent};
 
 use osteolab::fe::{BoundaryCondition, Material};
+use osteolab::remodel::scenario::Scenario;
+use osteolab::runner::VertebraSource;
 use osteolab::runner::{
     Command, Event, FeSummary, JobId, JobKind, JobReport, LoadVolumeParams, ModelInfo, Outcome,
     Runner, RunnerOptions, SolveRequest,
@@ -19,7 +22,8 @@ use osteolab::runner::{
 use osteolab::synthetic::SyntheticParams;
 use osteolab::volume::segment::{SegmentParams, Threshold};
 
-use super::scene::{RenderQuality, SceneState};
+use super::remodel::{self, DEFAULT_SCENARIO, RemodelState};
+use super::scene::{RenderQuality, SceneState, ViewKind};
 
 /// The simulation runner, owned by the app.
 #[derive(Resource)]
@@ -156,6 +160,8 @@ impl UiState {
                 }
             }
             Event::Stage { message, .. } => self.stage = message,
+            // Handled by RemodelState.
+            Event::Remodel(_) => {}
             Event::SolverProgress {
                 iteration,
                 relative_residual,
@@ -224,6 +230,8 @@ impl UiState {
 
 pub struct BridgePlugin {
     pub solve_on_start: bool,
+    /// Start the default scenario running at launch (otherwise it waits at day 0).
+    pub remodel_on_start: bool,
 }
 
 impl Plugin for BridgePlugin {
@@ -232,12 +240,28 @@ impl Plugin for BridgePlugin {
             solve_on_start: self.solve_on_start,
             ..UiState::default()
         })
+        .insert_resource(RemodelState {
+            remodel_on_start: self.remodel_on_start,
+            ..RemodelState::default()
+        })
         .add_systems(
             Update,
-            (start_runner, pump_runner, poll_file_dialog).chain(),
+            (
+                start_runner,
+                pump_runner,
+                poll_file_dialog,
+                remodel::poll_remodel_dialog,
+                remodel::tick_replay,
+            )
+                .chain()
+                .in_set(BridgeSet),
         );
     }
 }
+
+/// The bridge systems (runner start, event pump, dialogs); scene updates run after them.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BridgeSet;
 
 /// Live-view triangle budget on a software rasteriser (Mesa llvmpipe draws roughly 10 k
 /// triangles per millisecond on two cores; see `/work/shared/notes` and the figures in the
@@ -250,12 +274,15 @@ const GPU_LIVE_TRIANGLES: usize = 400_000;
 /// a waker that nudges the winit event loop (the app redraws reactively, so without it a
 /// finished solve would only show at the next input event). `OSTEOLAB_LIVE_TRIANGLES`
 /// overrides the budget.
+#[allow(clippy::too_many_arguments)]
 fn start_runner(
     mut commands: Commands,
     proxy: Option<Res<EventLoopProxyWrapper>>,
     sim: Option<Res<Sim>>,
     scene: Res<SceneState>,
     mut ui: ResMut<UiState>,
+    mut remodel: ResMut<RemodelState>,
+    view: Res<ViewKind>,
     mut started: Local<bool>,
 ) {
     if *started || sim.is_some() {
@@ -278,10 +305,17 @@ fn start_runner(
             let _ = proxy.send_event(WinitUserEvent::WakeUp);
         }) as osteolab::runner::Waker
     });
-    // Leave one core to the renderer (Mesa's software rasteriser is CPU-bound too), and run
-    // the simulation at background priority so frames win whenever they need the CPU.
+    // Every core, at background priority: frames win whenever they need the CPU (Mesa's
+    // software rasteriser is CPU-bound too), the simulation takes the rest; while the
+    // remodeling runs on a software adapter, frames are paced (see `pacing`) so that the
+    // rest is enough for well over 20 simulated days per second. On two cores this streams
+    // about 35 days/s against 26 with one solver thread. `OSTEOLAB_SOLVER_THREADS` overrides.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let solver_threads = cores.saturating_sub(1).max(1);
+    let solver_threads = std::env::var("OSTEOLAB_SOLVER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(cores)
+        .max(1);
     let options = RunnerOptions {
         waker,
         solver_threads: Some(solver_threads),
@@ -295,9 +329,22 @@ fn start_runner(
                 runner,
                 seen_generation: 0,
             };
-            // The app opens on the built-in synthetic microstructure.
+            // The app opens on the built-in vertebra (its day 0, or running with
+            // --remodel-on-start) and the built-in synthetic microstructure; the model of the
+            // view shown first is built first.
             let params = ui.synthetic_params();
-            ui.send(&sim, Command::GenerateSynthetic(params));
+            let scenario =
+                Scenario::builtin(DEFAULT_SCENARIO).unwrap_or_else(|| remodel.draft.clone());
+            let paused = !remodel.remodel_on_start;
+            let vertebra = VertebraSource::Builtin(remodel.vertebra_params);
+            if *view == ViewKind::Micro {
+                ui.send(&sim, Command::GenerateSynthetic(params));
+                remodel.start(&sim, vertebra, scenario, paused);
+            } else {
+                remodel.start(&sim, vertebra, scenario, paused);
+                ui.send(&sim, Command::GenerateSynthetic(params));
+            }
+            remodel.launch_sent = true;
             commands.insert_resource(sim);
         }
         Err(e) => ui.error = Some(format!("could not start the simulation thread: {e}")),
@@ -307,14 +354,18 @@ fn start_runner(
 fn pump_runner(
     sim: Option<ResMut<Sim>>,
     mut ui: ResMut<UiState>,
+    mut remodel: ResMut<RemodelState>,
     mut scene: ResMut<SceneState>,
     mut redraw: MessageWriter<RequestRedraw>,
 ) {
     let Some(mut sim) = sim else {
         return;
     };
-    for event in sim.runner.drain(512, Duration::from_millis(3)) {
-        ui.apply(event);
+    for event in sim.runner.drain(1024, Duration::from_millis(3)) {
+        match event {
+            Event::Remodel(e) => remodel.apply(e),
+            other => ui.apply(other),
+        }
     }
     let mut seen = sim.seen_generation;
     if let Some(snapshot) = sim.runner.latest_snapshot(&mut seen) {
@@ -333,8 +384,9 @@ fn pump_runner(
         let request = ui.solve_request();
         ui.send(&sim, Command::Solve(request));
     }
-    // Animate (spinner, live residual plot) while something runs; idle otherwise.
-    if ui.busy.is_some() || scene.dirty {
+    // Animate (spinner, live residual plot, the vertebra recolouring) while something runs;
+    // idle otherwise.
+    if ui.busy.is_some() || scene.dirty || remodel.is_computing() || remodel.replay.is_some() {
         redraw.write(RequestRedraw);
     }
 }

@@ -1,8 +1,15 @@
-//! Scripted runs (`--screenshot PATH --frames N`) and frame-time statistics.
+//! Scripted runs (`--screenshot PATH --frames N`), frame-time statistics and the rate at
+//! which simulated days reach the app.
 //!
-//! The screenshot is taken once at least N frames were rendered *and* the scene is ready (a
-//! model is on screen for a few frames; with `solve_on_start`, the solve has finished and the
-//! SED-coloured mesh is shown). The PNG is written atomically; the app exits after the write.
+//! The screenshot is taken once at least N frames were rendered *and* the scene is ready:
+//! - microstructure view: a model is on screen for a few frames; with `solve_on_start`, the
+//!   solve has finished and the SED-coloured mesh is shown;
+//! - vertebra view: the vertebra has been on screen for a few frames. A run started with
+//!   `--remodel-on-start` keeps going: the capture shows the day reached at that frame.
+//!
+//! The PNG is written atomically; the app exits after the write. Frame times (overall, while
+//! a micro-FE job ran, while the remodeling computed) and the days/s of the remodeling
+//! stream are printed to stderr at exit.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -14,7 +21,9 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::RequestRedraw;
 
 use super::bridge::UiState;
-use super::scene::SceneState;
+use super::remodel::{RemodelState, RunStatus};
+use super::scene::{SceneState, ViewKind};
+use super::vertebra::VertebraView;
 
 /// Frames the shown mesh must have been on screen before a capture (pipeline compilation on a
 /// software adapter takes a few frames).
@@ -34,6 +43,11 @@ pub struct FrameStats {
     pub total: Duration,
     pub busy_frames: u64,
     pub busy_total: Duration,
+    /// Frames (and their time) while the remodeling run was computing.
+    pub remodel_frames: u64,
+    pub remodel_total: Duration,
+    /// How fast simulated days reached the app (see `remodel::StreamStats::summary`).
+    pub remodel_stream: Option<String>,
     last: Option<Instant>,
 }
 
@@ -47,13 +61,20 @@ impl FrameStats {
                 format!("{ms:.1} ms ({:.1} fps)", 1000.0 / ms)
             }
         };
-        format!(
-            "osteolab: {} frames after start-up, average frame time {}; while a job ran: {} frames, {}",
+        let mut s = format!(
+            "osteolab: {} frames after start-up, average frame time {}; while a job ran: {} frames, {}; while the remodeling ran: {} frames, {}",
             self.frames,
             avg(self.frames, self.total),
             self.busy_frames,
-            avg(self.busy_frames, self.busy_total)
-        )
+            avg(self.busy_frames, self.busy_total),
+            self.remodel_frames,
+            avg(self.remodel_frames, self.remodel_total)
+        );
+        if let Some(stream) = &self.remodel_stream {
+            s.push('\n');
+            s.push_str(stream);
+        }
+        s
     }
 }
 
@@ -65,6 +86,9 @@ pub struct CaptureRequest {
     pub path: PathBuf,
     pub frames: u32,
     pub solve_on_start: bool,
+    /// The remodeling run was started at launch: wait until it is set up (the capture then
+    /// shows whatever day it reached at that frame).
+    pub remodel_on_start: bool,
 }
 
 #[derive(Resource)]
@@ -89,6 +113,7 @@ impl Plugin for CapturePlugin {
                 path: req.path.clone(),
                 frames: req.frames,
                 solve_on_start: req.solve_on_start,
+                remodel_on_start: req.remodel_on_start,
             })
             .insert_resource(CaptureState {
                 started: Instant::now(),
@@ -107,13 +132,19 @@ fn record_frame_time(
     stats: Res<SharedFrameStats>,
     mut ui: ResMut<UiState>,
     scene: Res<SceneState>,
+    remodel: Res<RemodelState>,
+    vertebra: Res<VertebraView>,
     mut warm: Local<bool>,
 ) {
     let now = Instant::now();
-    *warm |= scene.shown.is_some() && scene.frames_since_shown >= SETTLE_FRAMES;
+    *warm |= (scene.shown.is_some() && scene.frames_since_shown >= SETTLE_FRAMES)
+        || vertebra.frames_with_mesh >= SETTLE_FRAMES;
     let Ok(mut s) = stats.0.lock() else {
         return;
     };
+    if remodel.stats.days > 0 {
+        s.remodel_stream = Some(remodel.stats.summary());
+    }
     if !*warm {
         s.last = Some(now);
         return;
@@ -126,6 +157,10 @@ fn record_frame_time(
             s.busy_frames += 1;
             s.busy_total += dt;
         }
+        if remodel.status == RunStatus::Running {
+            s.remodel_frames += 1;
+            s.remodel_total += dt;
+        }
         let ms = dt.as_secs_f32() * 1000.0;
         ui.frame_ms = if ui.frame_ms == 0.0 {
             ms
@@ -136,12 +171,16 @@ fn record_frame_time(
     s.last = Some(now);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn drive_capture(
     mut commands: Commands,
     request: Res<CaptureRequest>,
     mut state: ResMut<CaptureState>,
     ui: Res<UiState>,
     scene: Res<SceneState>,
+    remodel: Res<RemodelState>,
+    vertebra: Res<VertebraView>,
+    view: Res<ViewKind>,
     mut exit: MessageWriter<AppExit>,
     mut redraw: MessageWriter<RequestRedraw>,
 ) {
@@ -149,7 +188,8 @@ fn drive_capture(
     redraw.write(RequestRedraw);
     match state.saved.load(Ordering::Acquire) {
         SAVE_OK => {
-            let failed = request.solve_on_start && (ui.solve_failed || ui.solves_finished == 0);
+            let failed = (request.solve_on_start && (ui.solve_failed || ui.solves_finished == 0))
+                || (request.remodel_on_start && remodel.status == RunStatus::Failed);
             exit.write(if failed {
                 AppExit::error()
             } else {
@@ -166,10 +206,20 @@ fn drive_capture(
     if state.requested {
         return;
     }
-    let shown = scene.shown.is_some() && !scene.dirty && scene.frames_since_shown >= SETTLE_FRAMES;
-    let solved = !request.solve_on_start
-        || (ui.solves_finished > 0 && ui.busy.is_none() && shown_has_solution(&scene, &ui));
-    let ready = shown && solved && ui.busy.is_none();
+    let ready = match *view {
+        ViewKind::Micro => {
+            let shown =
+                scene.shown.is_some() && !scene.dirty && scene.frames_since_shown >= SETTLE_FRAMES;
+            let solved = !request.solve_on_start
+                || (ui.solves_finished > 0 && ui.busy.is_none() && shown_has_solution(&scene, &ui));
+            shown && solved && ui.busy.is_none()
+        }
+        // The vertebra on screen (the run keeps going: the capture shows this frame's day).
+        ViewKind::Vertebra => {
+            (vertebra.frames_with_mesh >= SETTLE_FRAMES && remodel.info.is_some())
+                || remodel.status == RunStatus::Failed
+        }
+    };
     let timed_out = state.started.elapsed() > MAX_WAIT;
     if (state.frames >= request.frames && ready) || timed_out {
         if timed_out {

@@ -1,4 +1,5 @@
-//! Perceptual colour map for scalar fields on the surface (strain energy density).
+//! Colour maps for scalar fields on surfaces: viridis for the strain energy density of the
+//! micro view, a diverging cool–warm map for the BMD change of the vertebra view.
 //!
 //! Viridis (van der Walt & Smith, matplotlib 2.0 default, 2015): perceptually uniform, readable
 //! in greyscale and by viewers with colour-vision deficiencies. Stored as the 11 stops at
@@ -29,6 +30,86 @@ pub fn viridis_srgb(t: f32) -> [f32; 3] {
     let a = VIRIDIS_STOPS[i];
     let b = VIRIDIS_STOPS[i + 1];
     std::array::from_fn(|c| (a[c] as f32 * (1.0 - f) + b[c] as f32 * f) / 255.0)
+}
+
+/// Moreland's "smooth cool warm" diverging map (Moreland 2009, *Diverging Color Maps for
+/// Scientific Visualization*; matplotlib's `coolwarm`) at t = 0, 0.125, …, 1 (sRGB, 8-bit):
+/// blue for loss, a light neutral grey at no change, red for gain. Linearly interpolated;
+/// both halves are monotone in lightness towards the centre.
+const COOL_WARM_STOPS: [[u8; 3]; 9] = [
+    [59, 76, 192],
+    [98, 130, 234],
+    [141, 176, 254],
+    [184, 208, 249],
+    [221, 221, 221],
+    [245, 196, 173],
+    [244, 154, 123],
+    [222, 96, 77],
+    [180, 4, 38],
+];
+
+/// The cool–warm colour at `t` in [0, 1] (clamped; NaN maps to the centre), sRGB in [0, 1].
+pub fn cool_warm_srgb(t: f32) -> [f32; 3] {
+    let t = if t.is_nan() { 0.5 } else { t.clamp(0.0, 1.0) };
+    let x = t * 8.0;
+    let i = (x.floor() as usize).min(7);
+    let f = x - i as f32;
+    let a = COOL_WARM_STOPS[i];
+    let b = COOL_WARM_STOPS[i + 1];
+    std::array::from_fn(|c| (a[c] as f32 * (1.0 - f) + b[c] as f32 * f) / 255.0)
+}
+
+/// A diverging scale with its neutral colour at zero: `min` (< 0) maps to the cool end,
+/// `max` (> 0) to the warm end, each half linearly, so an asymmetric range such as
+/// −15 … +5 % keeps "no change" neutral.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DivergingScale {
+    pub min: f32,
+    pub max: f32,
+}
+
+impl DivergingScale {
+    /// The scale, with the ends forced to either side of zero.
+    pub fn new(min: f32, max: f32) -> Self {
+        let min = if min.is_finite() && min < 0.0 {
+            min
+        } else {
+            -1.0
+        };
+        let max = if max.is_finite() && max > 0.0 {
+            max
+        } else {
+            1.0
+        };
+        Self { min, max }
+    }
+
+    /// Position of `value` on the colour map, in [0, 1] (NaN stays NaN).
+    pub fn normalize(&self, value: f32) -> f32 {
+        if value.is_nan() {
+            return f32::NAN;
+        }
+        let t = if value < 0.0 {
+            0.5 * (1.0 - value / self.min)
+        } else {
+            0.5 + 0.5 * value / self.max
+        };
+        t.clamp(0.0, 1.0)
+    }
+
+    /// The value at position `t` in [0, 1] (inverse of [`DivergingScale::normalize`]).
+    pub fn value_at(&self, t: f32) -> f32 {
+        if t < 0.5 {
+            self.min * (1.0 - 2.0 * t)
+        } else {
+            self.max * (2.0 * t - 1.0)
+        }
+    }
+
+    /// sRGB colour of `value`.
+    pub fn srgb(&self, value: f32) -> [f32; 3] {
+        cool_warm_srgb(self.normalize(value))
+    }
 }
 
 /// How a scalar is mapped to [0, 1] before colouring.
@@ -144,6 +225,24 @@ mod tests {
         assert_eq!(s.normalize(0.0), 0.0);
         assert_eq!(s.normalize(10.0), 1.0);
         assert!((s.value_at(0.5) - 1e-2).abs() < 1e-7);
+    }
+
+    #[test]
+    fn diverging_scale_is_neutral_at_zero_and_saturates_at_the_ends() {
+        let s = DivergingScale::new(-15.0, 5.0);
+        assert_eq!(s.normalize(0.0), 0.5);
+        assert_eq!(s.normalize(-15.0), 0.0);
+        assert_eq!(s.normalize(-30.0), 0.0);
+        assert_eq!(s.normalize(5.0), 1.0);
+        assert!((s.normalize(-7.5) - 0.25).abs() < 1e-6);
+        assert!((s.value_at(0.25) + 7.5).abs() < 1e-5);
+        let grey = cool_warm_srgb(0.5);
+        assert!((grey[0] - grey[2]).abs() < 1e-6, "neutral centre");
+        let (cool, warm) = (s.srgb(-15.0), s.srgb(5.0));
+        assert!(cool[2] > cool[0] && warm[0] > warm[2]);
+        // Degenerate ranges fall back to ±1 instead of dividing by zero.
+        let d = DivergingScale::new(0.0, f32::NAN);
+        assert_eq!((d.min, d.max), (-1.0, 1.0));
     }
 
     #[test]

@@ -1,16 +1,30 @@
-//! The desktop app (feature `gui`): a Bevy window with the trabecular surface, an orbit camera
-//! and an egui side panel, talking to the simulation only through `osteolab::runner`.
+//! The desktop app (feature `gui`): a Bevy window with two views, talking to the simulation
+//! only through `osteolab::runner`:
 //!
-//! Plugins: [`bridge`] (runner resource, events → panel state, snapshots → scene), [`scene`]
-//! (camera, materials, surface mesh; picks a cheap path on software rasterisers), [`camera`]
-//! (orbit camera), [`ui`] (side panel), [`capture`] (scripted screenshots, frame times).
+//! - **Vertebra** (the default): the macroscale vertebral body coloured by the % BMD change of
+//!   the displayed day, cut by a draggable sagittal clip plane whose cap shows the interior;
+//!   a timeline (play / pause / step / scrub, BMD plots with phase bands) and a scenario
+//!   editor. The run streams day by day from the simulation thread.
+//! - **Microstructure**: the trabecular surface and its micro-FE solve (SED colouring).
+//!
+//! Plugins and modules: [`bridge`] (runner resource, events → state resources, snapshots →
+//! scene), [`remodel`] (the vertebra view's state), [`scene`] (camera, materials, micro
+//! surface; picks a cheap path on software rasterisers), [`vertebra`] (the vertebra section
+//! mesh and its recolouring), [`camera`] (orbit camera, one per view), [`ui`],
+//! [`vertebra_panel`] and [`timeline`] (egui panels), [`capture`] (scripted screenshots,
+//! frame times, days/s).
 
 mod bridge;
 mod camera;
 mod capture;
 mod colormap;
+mod pacing;
+mod remodel;
 mod scene;
+mod timeline;
 mod ui;
+mod vertebra;
+mod vertebra_panel;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -19,6 +33,8 @@ use bevy::prelude::*;
 use bevy::window::{PresentMode, WindowResolution};
 use bevy::winit::WinitSettings;
 use bevy_egui::{EguiPlugin, EguiPrimaryContextPass};
+
+pub use scene::ViewKind;
 
 /// How the app is started (from the command line).
 #[derive(Clone, Debug, Default)]
@@ -31,6 +47,12 @@ pub struct AppOptions {
     /// the SED-coloured result). Also enabled by the environment variable
     /// `OSTEOLAB_AUTOSOLVE=1`.
     pub solve_on_start: bool,
+    /// Start the built-in scenario (spaceflight-215) on the built-in vertebra at launch
+    /// instead of waiting at day 0.
+    pub remodel_on_start: bool,
+    /// The view to open; `None` = the vertebra, or the microstructure when only
+    /// `solve_on_start` asks for something.
+    pub view: Option<ViewKind>,
 }
 
 /// Runs the app until the window closes (or the scripted screenshot is written).
@@ -38,13 +60,20 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     let solve_on_start = options.solve_on_start
         || std::env::var("OSTEOLAB_AUTOSOLVE").is_ok_and(|v| v == "1" || v == "true");
     let scripted = options.screenshot.is_some();
+    let view = options
+        .view
+        .unwrap_or(if solve_on_start && !options.remodel_on_start {
+            ViewKind::Micro
+        } else {
+            ViewKind::Vertebra
+        });
     let stats = capture::SharedFrameStats(Arc::new(Mutex::new(capture::FrameStats::default())));
 
     let mut app = App::new();
     app.add_plugins(DefaultPlugins.set(WindowPlugin {
         primary_window: Some(Window {
-            title: "osteolab: trabecular bone micro-FE".into(),
-            resolution: WindowResolution::new(1280, 768),
+            title: "osteolab: vertebral bone remodeling and trabecular micro-FE".into(),
+            resolution: WindowResolution::new(1440, 860),
             // No vsync: under a software rasteriser vsync only adds latency.
             present_mode: if scripted {
                 PresentMode::AutoNoVsync
@@ -62,19 +91,29 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     } else {
         WinitSettings::desktop_app()
     })
+    .insert_resource(view)
     .add_plugins(EguiPlugin::default())
     .add_plugins(scene::ScenePlugin)
-    .add_plugins(bridge::BridgePlugin { solve_on_start })
+    .add_plugins(bridge::BridgePlugin {
+        solve_on_start,
+        remodel_on_start: options.remodel_on_start,
+    })
+    .add_plugins(vertebra::VertebraPlugin)
+    .add_plugins(pacing::PacingPlugin)
     .add_plugins(capture::CapturePlugin {
         request: options.screenshot.map(|path| capture::CaptureRequest {
             path,
             frames: options.frames.max(1),
             solve_on_start,
+            remodel_on_start: options.remodel_on_start,
         }),
         stats: stats.clone(),
     })
-    .add_systems(Update, camera::orbit_camera)
-    .add_systems(EguiPrimaryContextPass, ui::side_panel_ui);
+    .add_systems(
+        Update,
+        (camera::switch_view_camera, camera::orbit_camera).chain(),
+    )
+    .add_systems(EguiPrimaryContextPass, ui::panels_ui);
 
     let exit = app.run();
     if let Ok(s) = stats.0.lock() {

@@ -21,7 +21,45 @@ use super::colormap::{ColorScale, ScaleKind, viridis_srgb};
 const BONE_SRGB: [f32; 3] = [0.87, 0.83, 0.74];
 
 /// The scene is scaled so the model's bounding-box diagonal is this many world units.
-const MODEL_DIAGONAL_UNITS: f32 = 10.0;
+pub const MODEL_DIAGONAL_UNITS: f32 = 10.0;
+
+/// Which model the 3-D view and the panels show.
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ViewKind {
+    /// The macroscale vertebra and its remodeling run.
+    #[default]
+    Vertebra,
+    /// The trabecular microstructure and its micro-FE solve.
+    Micro,
+}
+
+impl ViewKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ViewKind::Vertebra => "Vertebra",
+            ViewKind::Micro => "Microstructure",
+        }
+    }
+}
+
+/// Where the 3-D view is visible in the window (logical pixels): the window minus the left
+/// panel and the bottom timeline. Updated by the UI every frame, used to frame the camera.
+#[derive(Resource, Clone, Copy, Debug, PartialEq)]
+pub struct ViewportLayout {
+    pub window: Vec2,
+    pub left_panel: f32,
+    pub bottom_panel: f32,
+}
+
+impl Default for ViewportLayout {
+    fn default() -> Self {
+        Self {
+            window: Vec2::new(1280.0, 768.0),
+            left_panel: 340.0,
+            bottom_panel: 0.0,
+        }
+    }
+}
 
 const HEADLIGHT_SHADER: Handle<Shader> = uuid_handle!("6c1f0b8e-3d52-4f4c-9a57-1d0b6f0e8a11");
 
@@ -78,11 +116,14 @@ pub struct SceneState {
     pub reframe: bool,
     /// Frames rendered since the current snapshot was put on screen.
     pub frames_since_shown: u32,
-    model_root: Entity,
+    /// Parent of the microstructure surface (hidden in the vertebra view).
+    pub model_root: Entity,
     surface: Entity,
     mesh: Option<Handle<Mesh>>,
-    pbr: Handle<StandardMaterial>,
-    headlight: Handle<HeadlightMaterial>,
+    /// Material of the PBR (GPU) path, shared with the vertebra view.
+    pub pbr: Handle<StandardMaterial>,
+    /// Material of the software path, shared with the vertebra view.
+    pub headlight: Handle<HeadlightMaterial>,
 }
 
 #[derive(Component)]
@@ -103,6 +144,7 @@ impl Plugin for ScenePlugin {
             )
             .expect("the headlight shader handle is a fixed UUID and cannot be stale");
         app.add_plugins(MaterialPlugin::<HeadlightMaterial>::default())
+            .init_resource::<ViewportLayout>()
             .add_systems(Startup, setup_scene)
             .add_systems(Update, (detect_render_quality, update_surface).chain());
     }
@@ -141,8 +183,9 @@ fn setup_scene(
                 Transform::from_xyz(-0.3, 0.5, 1.0).looking_at(Vec3::ZERO, Vec3::Y),
             ));
         });
+    // Hidden until the micro view is chosen (see vertebra::apply_view_visibility).
     let model_root = commands
-        .spawn((Transform::default(), Visibility::default()))
+        .spawn((Transform::default(), Visibility::Hidden))
         .id();
     let surface = commands
         .spawn((
@@ -220,6 +263,8 @@ fn update_surface(
     mut meshes: ResMut<Assets<Mesh>>,
     mut transforms: Query<&mut Transform>,
     mut cameras: Query<&mut OrbitCamera, With<MainCamera>>,
+    active: Res<ViewKind>,
+    layout: Res<ViewportLayout>,
 ) {
     scene.frames_since_shown = scene.frames_since_shown.saturating_add(1);
     if !scene.dirty || scene.quality == RenderQuality::Pending {
@@ -239,7 +284,7 @@ fn update_surface(
     }
     let software = matches!(scene.quality, RenderQuality::Software { .. });
     let mut surface = commands.entity(scene.surface);
-    surface.insert((Mesh3d(handle), Visibility::Visible));
+    surface.insert((Mesh3d(handle), Visibility::Inherited));
     if software {
         surface
             .remove::<MeshMaterial3d<StandardMaterial>>()
@@ -267,8 +312,15 @@ fn update_surface(
                     scale: Vec3::splat(s),
                 };
             }
-            for mut orbit in &mut cameras {
-                orbit.frame(MODEL_DIAGONAL_UNITS * 0.5);
+            if *active == ViewKind::Micro {
+                for mut orbit in &mut cameras {
+                    *orbit = OrbitCamera::default();
+                    orbit.frame_in(
+                        MODEL_DIAGONAL_UNITS * 0.5,
+                        super::camera::MICRO_FILL,
+                        &layout,
+                    );
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
-//! The egui side panel: microstructure, material and load, solver progress, results, and the
-//! SED colour bar. The panel only edits [`UiState`] and sends runner commands; the 3-D camera
-//! renders into the viewport to its right.
+//! The egui panels. The left panel switches between the two views: the vertebra view
+//! (`vertebra_panel`, with the timeline of `timeline` at the bottom) and the microstructure
+//! view (microstructure, material and load, solver progress, results, and the SED colour
+//! bar). The panels only edit state resources and send runner commands; the 3-D camera
+//! renders into the area right of the left panel and above the timeline.
 
 use bevy::camera::SubCameraView;
 use bevy::prelude::*;
@@ -13,10 +15,14 @@ use osteolab::fe::BoundaryCondition;
 use osteolab::runner::{Command, JobKind, SED_FIELD};
 
 use super::bridge::{Sim, ThresholdMode, UiState, open_file_dialog};
-use super::colormap::{ColorScale, ScaleKind, viridis_srgb};
-use super::scene::{MainCamera, SceneState};
+use super::colormap::{ColorScale, DivergingScale, ScaleKind, viridis_srgb};
+use super::remodel::RemodelState;
+use super::scene::{MainCamera, SceneState, ViewKind, ViewportLayout};
+use super::timeline::{TIMELINE_HEIGHT, timeline_ui};
+use super::vertebra::VertebraView;
+use super::vertebra_panel::{colour_bar_overlay, vertebra_overlay, vertebra_panel};
 
-const PANEL_WIDTH: f32 = 340.0;
+const PANEL_WIDTH: f32 = 390.0;
 const ACCENT: Color32 = Color32::from_rgb(120, 190, 255);
 const WARN: Color32 = Color32::from_rgb(255, 120, 110);
 
@@ -24,12 +30,18 @@ const WARN: Color32 = Color32::from_rgb(255, 120, 110);
 #[derive(Default)]
 pub struct PathInput(String);
 
+/// The panels of both views: the left panel (view switch, then the view's controls), in
+/// the vertebra view the timeline at the bottom, and the overlays over the 3-D area.
 #[allow(clippy::too_many_arguments)]
-pub fn side_panel_ui(
+pub fn panels_ui(
     mut contexts: EguiContexts,
     sim: Option<Res<Sim>>,
     mut ui_state: ResMut<UiState>,
     mut scene: ResMut<SceneState>,
+    mut remodel: ResMut<RemodelState>,
+    vertebra: Res<VertebraView>,
+    mut active: ResMut<ViewKind>,
+    mut layout: ResMut<ViewportLayout>,
     mut camera: Query<&mut Camera, With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
     mut path_input: Local<PathInput>,
@@ -42,42 +54,96 @@ pub fn side_panel_ui(
             .layer_id(egui::LayerId::background())
             .max_rect(ctx.viewport_rect()),
     );
+    let mut view = *active;
     let panel = egui::Panel::left("osteolab-panel")
         .resizable(true)
         .default_size(PANEL_WIDTH)
-        .min_size(280.0)
-        .max_size(560.0)
+        .min_size(300.0)
+        .max_size(600.0)
         .show(&mut root, |ui| {
+            ui.add_space(4.0);
+            ui.horizontal(|ui| {
+                ui.heading(RichText::new("osteolab").strong());
+                ui.add_space(8.0);
+                for v in [ViewKind::Vertebra, ViewKind::Micro] {
+                    ui.selectable_value(&mut view, v, v.label());
+                }
+            });
+            ui.separator();
             egui::ScrollArea::vertical().show(ui, |ui| {
-                panel_contents(
-                    ui,
-                    sim.as_deref(),
-                    &mut ui_state,
-                    &mut scene,
-                    &mut path_input,
+                match view {
+                    ViewKind::Micro => panel_contents(
+                        ui,
+                        sim.as_deref(),
+                        &mut ui_state,
+                        &mut scene,
+                        &mut path_input,
+                    ),
+                    ViewKind::Vertebra => {
+                        vertebra_panel(ui, sim.as_deref(), &mut remodel, &vertebra)
+                    }
+                }
+                ui.separator();
+                ui.label(RichText::new(scene.quality.label()).small().weak());
+                ui.label(
+                    RichText::new(format!("frame {:.1} ms", ui_state.frame_ms))
+                        .small()
+                        .weak(),
                 );
             });
         });
-    let panel_width = panel.response.rect.width();
+    let left = panel.response.rect.width();
+    let bottom = if view == ViewKind::Vertebra {
+        egui::Panel::bottom("osteolab-timeline")
+            .resizable(true)
+            .default_size(TIMELINE_HEIGHT)
+            .min_size(160.0)
+            .max_size(520.0)
+            .show(&mut root, |ui| {
+                timeline_ui(ui, sim.as_deref(), &mut remodel, &vertebra);
+            })
+            .response
+            .rect
+            .height()
+    } else {
+        0.0
+    };
+    active.set_if_neq(view);
 
     // egui draws on the 3-D camera (a second, egui-only camera costs a full-screen pass, about
     // 13 ms per frame under llvmpipe). An off-centre frustum puts the principal point in the
-    // middle of the area right of the panel: the window is the left part of a virtual image
-    // `panel` pixels wider.
+    // middle of the area right of the panel and above the timeline: the window is the
+    // top-left part of a virtual image `left` pixels wider and `bottom` pixels taller, placed
+    // `bottom` pixels down in it.
     if let (Ok(window), Ok(mut camera)) = (window.single(), camera.single_mut()) {
         let w = window.physical_width().max(1);
         let h = window.physical_height().max(1);
-        let panel = ((panel_width * window.scale_factor()).round() as u32).min(w - 1);
+        let scale = window.scale_factor();
+        let panel = ((left * scale).round() as u32).min(w - 1);
+        let below = ((bottom * scale).round() as u32).min(h - 1);
         let sub = SubCameraView {
-            full_size: UVec2::new(w + panel, h),
-            offset: Vec2::ZERO,
+            full_size: UVec2::new(w + panel, h + below),
+            offset: Vec2::new(0.0, below as f32),
             size: UVec2::new(w, h),
         };
         if camera.sub_camera_view != Some(sub) {
             camera.sub_camera_view = Some(sub);
         }
+        layout.set_if_neq(ViewportLayout {
+            window: Vec2::new(window.width(), window.height()),
+            left_panel: left,
+            bottom_panel: bottom,
+        });
     }
-    viewport_overlay(&ctx, panel_width, &ui_state, &scene);
+    match view {
+        ViewKind::Micro => viewport_overlay(&ctx, left, &ui_state, &scene),
+        ViewKind::Vertebra => {
+            vertebra_overlay(&ctx, left, &remodel, &vertebra);
+            let right = ctx.viewport_rect().right();
+            let scale = DivergingScale::new(remodel.range_min_pct, remodel.range_max_pct);
+            colour_bar_overlay(&ctx, right, 0.0, &scale);
+        }
+    }
     Ok(())
 }
 
@@ -88,13 +154,7 @@ fn panel_contents(
     scene: &mut SceneState,
     path_input: &mut PathInput,
 ) {
-    ui.add_space(4.0);
-    ui.horizontal(|ui| {
-        ui.heading(RichText::new("osteolab").strong());
-        ui.label(RichText::new("trabecular micro-FE").weak());
-    });
-    ui.separator();
-
+    ui.label(RichText::new("trabecular micro-FE").weak());
     let busy = state.busy.is_some();
     microstructure_section(ui, sim, state, path_input, busy);
     ui.separator();
@@ -105,13 +165,6 @@ fn panel_contents(
     colour_section(ui, scene);
     ui.separator();
     results_section(ui, state);
-    ui.separator();
-    ui.label(RichText::new(scene.quality.label()).small().weak());
-    ui.label(
-        RichText::new(format!("frame {:.1} ms", state.frame_ms))
-            .small()
-            .weak(),
-    );
 }
 
 fn microstructure_section(

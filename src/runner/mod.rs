@@ -20,9 +20,17 @@
 //! - **Shutdown**: [`Runner::shutdown`] cancels, sends [`Command::Shutdown`], drops the event
 //!   receiver (so the worker can never block on a full channel) and joins with a timeout.
 //!
+//! - **Remodeling** ([`remodel`]): a macroscale run is steered over the same command channel
+//!   ([`Command::Remodel`]) and reports over the same event channel ([`Event::Remodel`]); the
+//!   thread steps it one day at a time between micro-FE jobs. The element field of every day
+//!   goes to a shared, memory-bounded [`FieldHistory`] ([`Runner::field_history`]) for
+//!   scrubbing; the view geometry ([`section`]) is built once per model on this thread.
+//!
 //! The pattern follows Bevy's `external_source_external_thread` example and rerun's
 //! "one channel in, one channel out, drained each frame under a budget" design.
 
+pub mod remodel;
+pub mod section;
 mod slot;
 mod worker;
 
@@ -39,6 +47,9 @@ use crate::synthetic::SyntheticParams;
 use crate::volume::Grid;
 use crate::volume::segment::SegmentParams;
 
+pub use remodel::{
+    DayField, FieldHistory, RemodelCommand, RemodelEvent, RemodelInfo, StartRemodel, VertebraSource,
+};
 pub use slot::LatestSlot;
 
 /// Name of the per-vertex scalar field carrying the strain energy density (MPa = mJ/mm³) on the
@@ -105,8 +116,11 @@ pub enum Command {
     GenerateSynthetic(SyntheticParams),
     /// Solve an axial test on the current microstructure and recolour the mesh by SED.
     Solve(SolveRequest),
-    /// Cancel the running job and every job queued before this command.
+    /// Cancel the running micro-FE job and every one queued before this command (the
+    /// remodeling run has its own [`RemodelCommand::Cancel`]).
     Cancel,
+    /// Steer the remodeling run (see [`remodel`]).
+    Remodel(RemodelCommand),
     /// Stop the thread (after cancelling whatever runs).
     Shutdown,
 }
@@ -246,6 +260,8 @@ pub enum Event {
         kind: JobKind,
         outcome: Outcome,
     },
+    /// An event of the remodeling run (all lossless).
+    Remodel(RemodelEvent),
 }
 
 /// Construction options of a [`Runner`].
@@ -262,8 +278,10 @@ pub struct RunnerOptions {
     /// Capacity of the bounded event channel.
     pub event_capacity: usize,
     /// Upper bound on the live-view mesh triangle count (the extraction step is raised until
-    /// the mesh fits).
+    /// the mesh fits); also bounds the vertebra surface of remodeling runs.
     pub max_live_triangles: usize,
+    /// Memory budget of the per-day remodeling fields (see [`FieldHistory`]).
+    pub field_history_bytes: usize,
 }
 
 impl Default for RunnerOptions {
@@ -274,6 +292,7 @@ impl Default for RunnerOptions {
             background_priority: false,
             event_capacity: 1024,
             max_live_triangles: DEFAULT_MAX_LIVE_TRIANGLES,
+            field_history_bytes: remodel::DEFAULT_FIELD_HISTORY_BYTES,
         }
     }
 }
@@ -286,6 +305,7 @@ impl std::fmt::Debug for RunnerOptions {
             .field("background_priority", &self.background_priority)
             .field("event_capacity", &self.event_capacity)
             .field("max_live_triangles", &self.max_live_triangles)
+            .field("field_history_bytes", &self.field_history_bytes)
             .finish()
     }
 }
@@ -348,6 +368,8 @@ pub struct Runner {
     events: Mutex<Option<Receiver<Event>>>,
     snapshots: LatestSlot<Snapshot>,
     cancel: Arc<CancelState>,
+    remodel_cancel: Arc<CancelState>,
+    history: FieldHistory,
     next_job: AtomicU64,
     dropped_progress: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -395,14 +417,18 @@ impl Runner {
                 .build()
                 .map_err(|e| RunnerError::ThreadPool(e.to_string()))?
         };
-        let worker = worker::Worker::new(
-            command_rx,
-            worker::Emitter::new(event_tx, options.waker, Arc::clone(&dropped_progress)),
-            snapshots.clone(),
-            Arc::clone(&cancel),
+        let remodel_cancel = Arc::new(CancelState::default());
+        let history = FieldHistory::new(options.field_history_bytes);
+        let worker = worker::Worker::new(worker::WorkerParts {
+            commands: command_rx,
+            emitter: worker::Emitter::new(event_tx, options.waker, Arc::clone(&dropped_progress)),
+            snapshots: snapshots.clone(),
+            cancel: Arc::clone(&cancel),
+            remodel_cancel: Arc::clone(&remodel_cancel),
+            history: history.clone(),
             pool,
-            options.max_live_triangles.max(12),
-        );
+            max_live_triangles: options.max_live_triangles.max(12),
+        });
         let background = options.background_priority;
         let thread = std::thread::Builder::new()
             .name("osteolab-runner".into())
@@ -418,18 +444,31 @@ impl Runner {
             events: Mutex::new(Some(event_rx)),
             snapshots,
             cancel,
+            remodel_cancel,
+            history,
             next_job: AtomicU64::new(1),
             dropped_progress,
             thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Sends a command and returns its sequence number (the job id for jobs).
-    /// [`Command::Cancel`] takes effect immediately (see [`Runner::cancel`]).
+    /// Sends a command and returns its sequence number (the job id for jobs, the run id for
+    /// [`RemodelCommand::Start`] and restarts). [`Command::Cancel`] and
+    /// [`RemodelCommand::Cancel`] take effect immediately (see [`Runner::cancel`]);
+    /// [`RemodelCommand::Start`] cancels the run before it at once too.
     pub fn send(&self, command: Command) -> Result<JobId, RunnerError> {
         let job = self.next_job.fetch_add(1, Ordering::SeqCst);
-        if matches!(command, Command::Cancel | Command::Shutdown) {
-            self.cancel.cancel_through(job);
+        match &command {
+            Command::Cancel => self.cancel.cancel_through(job),
+            Command::Shutdown => {
+                self.cancel.cancel_through(job);
+                self.remodel_cancel.cancel_through(job);
+            }
+            Command::Remodel(RemodelCommand::Cancel) => self.remodel_cancel.cancel_through(job),
+            Command::Remodel(RemodelCommand::Start(_)) => {
+                self.remodel_cancel.cancel_through(job - 1)
+            }
+            _ => {}
         }
         self.commands
             .send(Envelope { job, command })
@@ -437,7 +476,8 @@ impl Runner {
         Ok(job)
     }
 
-    /// Cancels the running job and every job queued before this call.
+    /// Cancels the running micro-FE job and every one queued before this call (the
+    /// remodeling run is cancelled with [`RemodelCommand::Cancel`]).
     pub fn cancel(&self) -> Result<JobId, RunnerError> {
         self.send(Command::Cancel)
     }
@@ -480,6 +520,16 @@ impl Runner {
     /// A clone of the snapshot slot (for readers on other threads).
     pub fn snapshots(&self) -> LatestSlot<Snapshot> {
         self.snapshots.clone()
+    }
+
+    /// Sends a remodeling command (shorthand for `send(Command::Remodel(command))`).
+    pub fn remodel(&self, command: RemodelCommand) -> Result<JobId, RunnerError> {
+        self.send(Command::Remodel(command))
+    }
+
+    /// The per-day element fields of the current remodeling run (shared; clone freely).
+    pub fn field_history(&self) -> &FieldHistory {
+        &self.history
     }
 
     /// Number of [`Event::SolverProgress`] events dropped because the channel was full.
@@ -849,3 +899,6 @@ mod tests {
         assert!(delivered + runner.dropped_progress() >= s.iterations as u64);
     }
 }
+
+#[cfg(test)]
+mod remodel_tests;

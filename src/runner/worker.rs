@@ -1,11 +1,16 @@
-//! The simulation thread: owns the current microstructure and runs one job at a time.
+//! The simulation thread: owns the current microstructure and the remodeling run, runs one
+//! micro-FE job at a time and steps the remodeling run one day at a time in between (see
+//! [`remodel`]).
+
+mod remodel;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 
+use super::remodel::FieldHistory;
 use super::{
     CancelState, Command, Envelope, Event, FeSummary, JobId, JobKind, JobReport, LatestSlot,
     LoadVolumeParams, ModelInfo, ModelSource, Outcome, SED_FIELD, Snapshot, SolveRequest, Waker,
@@ -92,62 +97,99 @@ pub(crate) struct Worker {
     pool: rayon::ThreadPool,
     max_live_triangles: usize,
     current: Option<Current>,
+    /// Cancellation of the remodeling run (independent of the micro-FE jobs).
+    remodel_cancel: Arc<CancelState>,
+    history: FieldHistory,
+    remodel: Option<remodel::RemodelRun>,
+}
+
+/// The shared state a [`Worker`] is built with.
+pub(crate) struct WorkerParts {
+    pub(crate) commands: Receiver<Envelope>,
+    pub(crate) emitter: Emitter,
+    pub(crate) snapshots: LatestSlot<Snapshot>,
+    pub(crate) cancel: Arc<CancelState>,
+    pub(crate) remodel_cancel: Arc<CancelState>,
+    pub(crate) history: FieldHistory,
+    pub(crate) pool: rayon::ThreadPool,
+    pub(crate) max_live_triangles: usize,
 }
 
 impl Worker {
-    pub(crate) fn new(
-        commands: Receiver<Envelope>,
-        emitter: Emitter,
-        snapshots: LatestSlot<Snapshot>,
-        cancel: Arc<CancelState>,
-        pool: rayon::ThreadPool,
-        max_live_triangles: usize,
-    ) -> Self {
+    pub(crate) fn new(parts: WorkerParts) -> Self {
         Self {
-            commands,
-            emitter,
-            snapshots,
-            cancel,
-            pool,
-            max_live_triangles,
+            commands: parts.commands,
+            emitter: parts.emitter,
+            snapshots: parts.snapshots,
+            cancel: parts.cancel,
+            pool: parts.pool,
+            max_live_triangles: parts.max_live_triangles,
             current: None,
+            remodel_cancel: parts.remodel_cancel,
+            history: parts.history,
+            remodel: None,
         }
     }
 
-    /// The thread's main loop: one command at a time until `Shutdown`, a dropped handle, or a
-    /// dropped event receiver.
+    /// The thread's main loop until `Shutdown`, a dropped handle, or a dropped event
+    /// receiver. While a remodeling run has days to step, commands are polled between days;
+    /// otherwise the thread sleeps until the next command.
     pub(crate) fn run(mut self) {
-        while let Ok(Envelope { job, command }) = self.commands.recv() {
-            let kind = match &command {
-                // Cancellation already took effect through the shared flag.
-                Command::Cancel => continue,
-                Command::Shutdown => break,
-                Command::LoadVolume(_) => JobKind::LoadVolume,
-                Command::GenerateSynthetic(_) => JobKind::GenerateSynthetic,
-                Command::Solve(_) => JobKind::Solve,
-            };
-            self.emitter.send(Event::Started { job, kind });
-            let outcome = if self.cancel.begin_job(job) {
-                Outcome::Cancelled { iteration: None }
+        loop {
+            let envelope = if self.remodel_wants_step() {
+                match self.commands.try_recv() {
+                    Ok(e) => Some(e),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => break,
+                }
             } else {
-                // A panic in a job must not take the thread (and the app) down with it.
-                let result = catch_unwind(AssertUnwindSafe(|| self.run_job(job, command)));
-                match result {
-                    Ok(Ok(report)) => Outcome::Completed(report),
-                    Ok(Err(Stop::Cancelled(iteration))) => Outcome::Cancelled { iteration },
-                    Ok(Err(Stop::Failed(message))) => Outcome::Failed(message),
-                    Err(panic) => Outcome::Failed(format!(
-                        "internal error in {}: {}",
-                        kind.label(),
-                        panic_message(&panic)
-                    )),
+                match self.commands.recv() {
+                    Ok(e) => Some(e),
+                    Err(_) => break,
                 }
             };
-            self.emitter.send(Event::Finished { job, kind, outcome });
+            match envelope {
+                None => self.remodel_step(),
+                Some(Envelope { job, command }) => match command {
+                    // Cancellation already took effect through the shared flag.
+                    Command::Cancel => {}
+                    Command::Shutdown => break,
+                    Command::Remodel(c) => self.remodel_command(job, c),
+                    job_command => self.run_micro_job(job, job_command),
+                },
+            }
             if self.emitter.is_disconnected() {
                 break;
             }
         }
+    }
+
+    /// Runs one micro-FE job to completion, with its Started and Finished events.
+    fn run_micro_job(&mut self, job: JobId, command: Command) {
+        let kind = match &command {
+            Command::LoadVolume(_) => JobKind::LoadVolume,
+            Command::GenerateSynthetic(_) => JobKind::GenerateSynthetic,
+            Command::Solve(_) => JobKind::Solve,
+            Command::Cancel | Command::Shutdown | Command::Remodel(_) => return,
+        };
+        self.emitter.send(Event::Started { job, kind });
+        let outcome = if self.cancel.begin_job(job) {
+            Outcome::Cancelled { iteration: None }
+        } else {
+            // A panic in a job must not take the thread (and the app) down with it.
+            let result = catch_unwind(AssertUnwindSafe(|| self.run_job(job, command)));
+            match result {
+                Ok(Ok(report)) => Outcome::Completed(report),
+                Ok(Err(Stop::Cancelled(iteration))) => Outcome::Cancelled { iteration },
+                Ok(Err(Stop::Failed(message))) => Outcome::Failed(message),
+                Err(panic) => Outcome::Failed(format!(
+                    "internal error in {}: {}",
+                    kind.label(),
+                    panic_message(&panic)
+                )),
+            }
+        };
+        self.emitter.send(Event::Finished { job, kind, outcome });
     }
 
     fn run_job(&mut self, job: JobId, command: Command) -> Result<JobReport, Stop> {
@@ -155,7 +197,9 @@ impl Worker {
             Command::LoadVolume(params) => self.load_volume(job, params),
             Command::GenerateSynthetic(params) => self.generate_synthetic(job, params),
             Command::Solve(request) => self.solve(job, request),
-            Command::Cancel | Command::Shutdown => unreachable!("handled in run()"),
+            Command::Cancel | Command::Shutdown | Command::Remodel(_) => {
+                Err(Stop::Failed("not a micro-FE job".into()))
+            }
         }
     }
 

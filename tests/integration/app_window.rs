@@ -1,14 +1,18 @@
-//! The app in a real X window (Xvfb) with Mesa's software Vulkan driver (lavapipe): start it
-//! on the built-in structure, solve on start, take a screenshot after the SED colouring, and
-//! check the picture holds the rendered mesh and the panel (not a blank or uniform image).
-//! Needs `xvfb-run` (tests/run.sh installs it).
+//! The app in a real X window (Xvfb) with Mesa's software Vulkan driver (lavapipe): each test
+//! starts the app, takes a scripted screenshot and checks the picture holds what it should
+//! (not a blank or uniform image). Needs `xvfb-run` (tests/run.sh installs it). The tests
+//! share one CPU-bound renderer, so they take turns.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Mutex;
 
 use crate::common::bin;
 
-#[test]
-fn app_renders_the_structure_and_panel_in_a_real_window() {
+/// One app at a time: two software-rendered windows would halve each other's frame rate.
+static WINDOW: Mutex<()> = Mutex::new(());
+
+fn assert_xvfb() {
     let xvfb = Command::new("sh")
         .args(["-c", "command -v xvfb-run"])
         .output()
@@ -18,50 +22,79 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
         xvfb,
         "xvfb-run is not installed: run tests/run.sh, which installs xvfb, mesa-vulkan-drivers and libvulkan1"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let shot = dir.path().join("shot.png");
+}
+
+/// Runs the app under `xvfb-run` (1600×900 screen) with `args`, returning its output.
+fn run_app(args: &[&str]) -> Output {
     let exe = bin().get_program().to_owned();
-    let out = Command::new("timeout")
+    Command::new("timeout")
         .arg("600")
         .arg("xvfb-run")
         .args(["-a", "-s", "-screen 0 1600x900x24"])
         .arg(&exe)
-        .args(["--screenshot", shot.to_str().unwrap(), "--frames", "30"])
-        .arg("--solve-on-start")
+        .args(args)
         .output()
-        .expect("run the app under xvfb-run");
+        .expect("run the app under xvfb-run")
+}
+
+fn luminance(p: &image::Rgb<u8>) -> f64 {
+    0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64
+}
+
+/// Standard deviation of the luminance and number of distinct colours (5 bits per channel)
+/// in the rectangle `x0..x1` × `y0..y1`.
+fn region_stats(img: &image::RgbImage, x0: u32, x1: u32, y0: u32, y1: u32) -> (f64, usize) {
+    let mut n = 0.0;
+    let mut sum = 0.0;
+    let mut sq = 0.0;
+    let mut colours = std::collections::HashSet::new();
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = img.get_pixel(x, y);
+            let l = luminance(p);
+            n += 1.0;
+            sum += l;
+            sq += l * l;
+            colours.insert((p[0] >> 3, p[1] >> 3, p[2] >> 3));
+        }
+    }
+    let mean = sum / n;
+    ((sq / n - mean * mean).max(0.0).sqrt(), colours.len())
+}
+
+fn open_shot(path: &Path) -> image::RgbImage {
+    let img = image::open(path).expect("screenshot PNG").to_rgb8();
+    let (w, h) = img.dimensions();
+    assert!(w >= 800 && h >= 500, "{w}x{h}");
+    img
+}
+
+#[test]
+fn app_renders_the_structure_and_panel_in_a_real_window() {
+    assert_xvfb();
+    let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("shot.png");
+    let out = run_app(&[
+        "--view",
+        "micro",
+        "--screenshot",
+        shot.to_str().unwrap(),
+        "--frames",
+        "30",
+        "--solve-on-start",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "app exited with {:?}: {stderr}",
         out.status
     );
-    let img = image::open(&shot).expect("screenshot PNG").to_rgb8();
+    let img = open_shot(&shot);
     let (w, h) = img.dimensions();
-    assert!(w >= 800 && h >= 500, "{w}x{h}");
-    let luminance =
-        |p: &image::Rgb<u8>| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
-    let stats = |x0: u32, x1: u32| {
-        let mut n = 0.0;
-        let mut sum = 0.0;
-        let mut sq = 0.0;
-        let mut colours = std::collections::HashSet::new();
-        for y in 0..h {
-            for x in x0..x1 {
-                let p = img.get_pixel(x, y);
-                let l = luminance(p);
-                n += 1.0;
-                sum += l;
-                sq += l * l;
-                colours.insert((p[0] >> 3, p[1] >> 3, p[2] >> 3));
-            }
-        }
-        let mean = sum / n;
-        ((sq / n - mean * mean).max(0.0).sqrt(), colours.len())
-    };
-    // The side panel sits on the left third, the 3-D view on the rest.
-    let (panel_sd, panel_colours) = stats(0, w / 4);
-    let (view_sd, view_colours) = stats(w / 3, w);
+    // The side panel sits on the left quarter, the 3-D view on the rest.
+    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
+    let (view_sd, view_colours) = region_stats(&img, w / 3, w, 0, h);
     eprintln!(
         "panel: sd {panel_sd:.1}, {panel_colours} colours; view: sd {view_sd:.1}, {view_colours} colours"
     );
@@ -89,5 +122,98 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
     assert!(
         stderr.contains("frame"),
         "the app reports its frame times: {stderr}"
+    );
+}
+
+/// The vertebra view with the spaceflight scenario running from launch: after 100 frames
+/// (about 8 s at the paced 12 frames/s, some 150–300 simulated days) the screenshot must show
+/// the panel, the vertebral body coloured by the BMD change (the cool–warm map: several
+/// shades of blue on the clipped body and its cap, as the trabecular centrum has lost
+/// several percent by then), and the timeline plot with its BMD lines.
+#[test]
+fn app_vertebra_view_streams_the_remodeling_run() {
+    assert_xvfb();
+    let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("vertebra.png");
+    let out = run_app(&[
+        "--view",
+        "vertebra",
+        "--remodel-on-start",
+        "--screenshot",
+        shot.to_str().unwrap(),
+        "--frames",
+        "100",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "app exited with {:?}: {stderr}",
+        out.status
+    );
+    let img = open_shot(&shot);
+    let (w, h) = img.dimensions();
+
+    // The panel (left quarter) holds text and widgets.
+    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
+    assert!(
+        panel_sd > 8.0 && panel_colours > 20,
+        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
+    );
+
+    // The 3-D area: right of the panel, above the timeline, left of the colour bar.
+    let (x0, x1, y0, y1) = (w * 3 / 10, w * 85 / 100, h / 10, h * 2 / 3);
+    let mut blues = std::collections::HashSet::new();
+    let mut blue_pixels = 0usize;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = img.get_pixel(x, y);
+            let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
+            // The loss half of the cool–warm map, under the headlight's shading: blue
+            // dominates red clearly, green in between.
+            if b > r + 25 && b >= g && b > 60 {
+                blue_pixels += 1;
+                blues.insert((p[0] >> 3, p[1] >> 3, p[2] >> 3));
+            }
+        }
+    }
+    eprintln!(
+        "3-D area: {blue_pixels} pixels of the loss colours, {} shades",
+        blues.len()
+    );
+    assert!(
+        blue_pixels > 5000,
+        "no colour-mapped vertebra visible ({blue_pixels} loss-coloured pixels)"
+    );
+    assert!(
+        blues.len() >= 20,
+        "the vertebra shows too few colour-map shades ({})",
+        blues.len()
+    );
+
+    // The timeline plot (bottom fifth, right of the panel): the trabecular (orange) and
+    // whole-body (near white) lines.
+    let (px0, py0) = (w * 3 / 10, h * 4 / 5);
+    let near = |p: &image::Rgb<u8>, c: [i32; 3], tol: i32| {
+        (0..3).all(|k| (p[k] as i32 - c[k]).abs() <= tol)
+    };
+    let mut orange = 0usize;
+    let mut white = 0usize;
+    for y in py0..h {
+        for x in px0..w {
+            let p = img.get_pixel(x, y);
+            orange += usize::from(near(p, [240, 150, 60], 40));
+            white += usize::from(near(p, [235, 235, 235], 20));
+        }
+    }
+    eprintln!("plot: {orange} trabecular-line pixels, {white} whole-line pixels");
+    assert!(orange > 60, "no trabecular BMD line in the plot ({orange})");
+    assert!(white > 60, "no whole-body BMD line in the plot ({white})");
+
+    // The app reports frame times and how fast simulated days reached it.
+    assert!(stderr.contains("frame"), "{stderr}");
+    assert!(
+        stderr.contains("simulated days reached the app"),
+        "{stderr}"
     );
 }

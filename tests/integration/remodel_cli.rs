@@ -87,7 +87,10 @@ fn remodel_rejects_a_bad_scenario_with_file_line_and_reason() {
     let out = run(&["remodel", "--scenario", "spaceflight-999"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("spaceflight-215"), "lists the built-ins: {err}");
+    assert!(
+        err.contains("spaceflight-215"),
+        "lists the built-ins: {err}"
+    );
 }
 
 #[test]
