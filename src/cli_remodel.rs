@@ -38,9 +38,9 @@ pub struct RemodelArgs {
     #[arg(long, value_name = "X0,Y0,Z0,X1,Y1,Z1", requires = "vertebra")]
     pub r#box: Option<String>,
     /// Phantom calibration: BMD [mg/cm³] = slope · HU + intercept.
-    #[arg(long, default_value_t = 0.8, value_name = "MG_PER_HU")]
+    #[arg(long, default_value_t = 0.8, value_name = "MG_PER_HU", requires = "vertebra")]
     pub hu_slope: f64,
-    #[arg(long, default_value_t = 0.0, value_name = "MG_CM3")]
+    #[arg(long, default_value_t = 0.0, value_name = "MG_CM3", requires = "vertebra")]
     pub hu_intercept: f64,
     /// Directory for series.csv, bmd.png and VTK density fields at the phase ends.
     #[arg(long, value_name = "DIR")]
@@ -50,7 +50,7 @@ pub struct RemodelArgs {
     pub json: bool,
     /// Re-fit the two calibrated parameters to the published spaceflight endpoints and print
     /// them (takes about 20 s).
-    #[arg(long, conflicts_with_all = ["scenario", "vertebra"])]
+    #[arg(long, conflicts_with_all = ["scenario", "vertebra", "out"])]
     pub calibrate: bool,
 }
 

@@ -25,7 +25,10 @@ impl Plugin for PacingPlugin {
     fn build(&self, app: &mut App) {
         let cap = std::env::var("OSTEOLAB_MAX_FPS")
             .ok()
-            .and_then(|v| v.parse::<f32>().ok());
+            .and_then(|v| v.parse::<f32>().ok())
+            // 0 (or less) turns the cap off; a positive cap is at least 0.1 fps.
+            .filter(|v| v.is_finite())
+            .map(|v| if v > 0.0 { v.max(0.1) } else { 0.0 });
         app.insert_resource(FramePacing {
             override_fps: cap,
             last: None,

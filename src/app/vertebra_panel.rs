@@ -396,6 +396,14 @@ fn vertebra_section(ui: &mut egui::Ui, sim: Option<&Sim>, state: &mut RemodelSta
                 row(ui, "shell thickness", &mut p.shell_thickness_mm, 0.0, 5.0, "mm");
                 row(
                     ui,
+                    "endplate thickness",
+                    &mut p.endplate_thickness_mm,
+                    0.0,
+                    5.0,
+                    "mm",
+                );
+                row(
+                    ui,
                     "trabecular BMD",
                     &mut p.trabecular_bmd_mg_cm3,
                     10.0,

@@ -102,42 +102,43 @@ pub fn fit_spaceflight_endpoints(
         flight_endpoints(config, vertebra, kappa, shell, cancel)
     };
     let target_ratio = WHOLE_ENDPOINT_PCT / TRABECULAR_ENDPOINT_PCT;
+    // The endplates are shell · 0.6/0.38 and must stay within their 5 mm limit.
+    let max_shell = 5.0 * 0.38 / 0.6;
     let (mut trab, mut whole) = eval(kappa, shell)?;
     for _round in 0..4 {
-        // Secant on κ for the trabecular endpoint (loss is monotonic in κ; work in log κ).
+        // Secant on log κ for the trabecular endpoint (the loss grows with κ). Only
+        // evaluated points are kept, so (κ, shell) always match (trab, whole).
         let mut prev = (kappa.ln(), trab);
-        let mut cur_k = (kappa * (TRABECULAR_ENDPOINT_PCT / trab).clamp(0.5, 2.0)).ln();
+        let mut next = (kappa * (TRABECULAR_ENDPOINT_PCT / trab).clamp(0.5, 2.0)).ln();
         for _ in 0..6 {
-            let (t, w) = eval(cur_k.exp(), shell)?;
-            (trab, whole) = (t, w);
+            let (t, w) = eval(next.exp(), shell)?;
+            (kappa, trab, whole) = (next.exp(), t, w);
             if (t - TRABECULAR_ENDPOINT_PCT).abs() < 0.02 || (t - prev.1).abs() < 1e-9 {
                 break;
             }
-            let next = cur_k + (TRABECULAR_ENDPOINT_PCT - t) * (cur_k - prev.0) / (t - prev.1);
-            prev = (cur_k, t);
-            cur_k = next;
+            let step = (TRABECULAR_ENDPOINT_PCT - t) * (next - prev.0) / (t - prev.1);
+            prev = (next, t);
+            next += step.clamp(-1.0, 1.0);
         }
-        kappa = cur_k.exp();
         // Secant on the shell thickness for the whole/trabecular ratio.
         let ratio = |t: f64, w: f64| w / t;
         if (ratio(trab, whole) - target_ratio).abs() < 0.005 {
             break;
         }
         let mut prev = (shell, ratio(trab, whole));
-        let mut cur_s = (shell * 1.2).min(4.0);
+        let mut next = (shell * 1.2).min(max_shell);
         for _ in 0..6 {
-            let (t, w) = eval(kappa, cur_s)?;
-            (trab, whole) = (t, w);
+            let (t, w) = eval(kappa, next)?;
+            (shell, trab, whole) = (next, t, w);
             let r = ratio(t, w);
             if (r - target_ratio).abs() < 0.002 || (r - prev.1).abs() < 1e-9 {
                 break;
             }
-            let next =
-                (cur_s + (target_ratio - r) * (cur_s - prev.0) / (r - prev.1)).clamp(0.05, 4.0);
-            prev = (cur_s, r);
-            cur_s = next;
+            let candidate = (next + (target_ratio - r) * (next - prev.0) / (r - prev.1))
+                .clamp(0.05, max_shell);
+            prev = (next, r);
+            next = candidate;
         }
-        shell = cur_s;
         progress(&Calibration {
             kappa_disuse_pm_per_day: kappa,
             shell_thickness_mm: shell,

@@ -33,7 +33,8 @@
 //!   habitual state, which leaves the steady state unchanged.
 //!
 //! Parameter values are the Pivonka 2008 set as coded in cmodiz/Bone-Models
-//! (`pivonka_parameters.py`, commit a3567d9). That code reproduces the paper's figures. Its
+//! (`pivonka_parameters.py`, commit a3567d9), given here to five or six significant digits.
+//! That code reproduces the paper's figures. Its
 //! comments note several misprints in the paper's table: D_OBp, β_RANKL, R_RANKL and
 //! K_D8,RANKL. The mechanical constants λ, Π̃ and f_prol are Scheiner's.
 //!
@@ -149,7 +150,7 @@ impl Default for CellParams {
 pub const DEFAULT_LAMBDA_OVERUSE: f64 = 20.0;
 
 /// The fitted disuse gain κ (pM/day); see `calibration`.
-pub const DEFAULT_KAPPA_PM_PER_DAY: f64 = 2786.5;
+pub const DEFAULT_KAPPA_PM_PER_DAY: f64 = 2783.3;
 
 /// Cell concentrations (pM).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -521,6 +521,13 @@ fn build(
     }
     let b_t = (percentile(&mut trabecular, 0.5) as f64).max(1.0);
     let b_c = params.cortical_bmd_mg_cm3;
+    let b_full = density.bmd_mg_cm3(1.0);
+    if b_c > b_full {
+        return Err(CtError::InvalidParameter(format!(
+            "CT parameter cortical_bmd_mg_cm3 ({b_c}) exceeds the BMD of fully dense bone \
+             tissue ({b_full:.0} mg/cm³ with the density relations in use)"
+        )));
+    }
     if b_t >= b_c {
         return Err(CtError::InvalidCalibration(format!(
             "the median calibrated BMD of the trabecular region is {b_t:.0} mg/cm³, not below \
@@ -539,7 +546,9 @@ fn build(
         match r {
             Region::Trabecular => {
                 cortical_share.push(0.0);
-                initial_volume_fraction.push([0.0, density.volume_fraction(b.max(1.0))]);
+                // Clamped to fully dense tissue: a trabecular element cannot hold more.
+                let v = density.volume_fraction(b.max(1.0)).min(1.0);
+                initial_volume_fraction.push([0.0, v]);
             }
             Region::Cortical | Region::Endplate => {
                 let s = ((b - b_t) / (b_c - b_t)).clamp(0.0, 1.0);

@@ -6,7 +6,7 @@
 //!   ρ_tissue = 2.0 g/cm³. This is the value Carter & Hayes (1977, J Bone Joint Surg Am 59:954)
 //!   and Gibson (1985, J Biomech 18:317) use for fully mineralised wet bone tissue.
 //! - ash density ρ_ash = 0.6 · ρ_app. The ash fraction 0.6 is the mean of Keyak et al. (1994,
-//!   J Biomed Mater Res 28:1329) and Schileo et al. (2008, J Biomech 41:356).
+//!   J Biomed Mater Res 28:1329) and Schileo et al. (2008, J Biomech 41:2483).
 //! - QCT BMD in mg HA/cm³ equals the ash density in mg/cm³. We assume an HA-equivalent
 //!   phantom reads ash density one to one; that assumption is ours.
 //!

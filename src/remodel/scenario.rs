@@ -488,10 +488,11 @@ impl Parser<'_> {
     }
 
     /// An error about the whole document (e.g. a missing top-level key), without position.
+    /// An error about the file as a whole (a missing top-level key): reported at line 1.
     fn error_nowhere(&self, reason: impl Into<String>) -> ScenarioError {
         ScenarioError::Invalid {
             origin: self.origin.to_string(),
-            line: None,
+            line: Some(1),
             column: None,
             reason: reason.into(),
         }
@@ -941,9 +942,9 @@ mod tests {
         assert_eq!(line, Some(2));
         assert!(reason.contains("missing key `name`"), "{reason}");
         let (line, _, reason, shown) = reject("[[phase]]\nname = \"p\"\ndays = 3\n");
-        assert_eq!(line, None);
+        assert_eq!(line, Some(1), "a missing top-level key is reported at line 1");
         assert!(reason.contains("missing key `name`"), "{reason}");
-        assert_eq!(shown, "test.toml: missing key `name`");
+        assert_eq!(shown, "test.toml:1: missing key `name`");
         let (_, _, reason, _) = reject("name = \"t\"\n");
         assert!(reason.starts_with("no phases"), "{reason}");
         let (line, _, reason, _) = reject("name = \"t\"\nphase = []\n");

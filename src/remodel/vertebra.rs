@@ -85,7 +85,11 @@ pub enum VertebraError {
 ///   mid-height.
 /// - **Trabecular BMD, 150 mg/cm³.** The L1–L3 trabecular QCT BMD of men in Budoff et al. (2012,
 ///   Acad Radiol 19:179) is 151 mg/cm³ and of women 142 mg/cm³.
-/// - **Cortical tissue BMD, 1000 mg/cm³.** Our choice for the compact bone of the porous shell.
+/// - **Cortical tissue BMD, 1000 mg/cm³.** Our choice for the compact bone of the porous
+///   shell (v_b = 0.83 with the density relations). No vertebral measurement exists at
+///   this resolution. For comparison, HR-pQCT cortical vBMD at the distal radius and tibia
+///   of adults is about 850–1000 mg HA/cm³ (Boutroy et al. 2005, J Clin Endocrinol Metab
+///   90:6508).
 /// - **Shell and endplate thicknesses.** Micro-CT gives 0.38 mm mean for the shell (Eswaran
 ///   et al. 2006, J Bone Miner Res 21:307) and 0.5–0.8 mm for the endplates (Palepu et al.
 ///   2019). The defaults here are thicker: they are effective thicknesses **fitted** to the
