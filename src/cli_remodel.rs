@@ -38,9 +38,19 @@ pub struct RemodelArgs {
     #[arg(long, value_name = "X0,Y0,Z0,X1,Y1,Z1", requires = "vertebra")]
     pub r#box: Option<String>,
     /// Phantom calibration: BMD [mg/cm³] = slope · HU + intercept.
-    #[arg(long, default_value_t = 0.8, value_name = "MG_PER_HU", requires = "vertebra")]
+    #[arg(
+        long,
+        default_value_t = 0.8,
+        value_name = "MG_PER_HU",
+        requires = "vertebra"
+    )]
     pub hu_slope: f64,
-    #[arg(long, default_value_t = 0.0, value_name = "MG_CM3", requires = "vertebra")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "MG_CM3",
+        requires = "vertebra"
+    )]
     pub hu_intercept: f64,
     /// Directory for series.csv, bmd.png and VTK density fields at the phase ends.
     #[arg(long, value_name = "DIR")]

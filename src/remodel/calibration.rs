@@ -134,8 +134,8 @@ pub fn fit_spaceflight_endpoints(
             if (r - target_ratio).abs() < 0.002 || (r - prev.1).abs() < 1e-9 {
                 break;
             }
-            let candidate = (next + (target_ratio - r) * (next - prev.0) / (r - prev.1))
-                .clamp(0.05, max_shell);
+            let candidate =
+                (next + (target_ratio - r) * (next - prev.0) / (r - prev.1)).clamp(0.05, max_shell);
             prev = (next, r);
             next = candidate;
         }

@@ -942,7 +942,11 @@ mod tests {
         assert_eq!(line, Some(2));
         assert!(reason.contains("missing key `name`"), "{reason}");
         let (line, _, reason, shown) = reject("[[phase]]\nname = \"p\"\ndays = 3\n");
-        assert_eq!(line, Some(1), "a missing top-level key is reported at line 1");
+        assert_eq!(
+            line,
+            Some(1),
+            "a missing top-level key is reported at line 1"
+        );
         assert!(reason.contains("missing key `name`"), "{reason}");
         assert_eq!(shown, "test.toml:1: missing key `name`");
         let (_, _, reason, _) = reject("name = \"t\"\n");

@@ -424,8 +424,7 @@ impl Simulation {
             for (e, &i) in self.vertebra.voxel.iter().enumerate() {
                 // Matrix-level SED: the element SED times E_matrix/E_el (see the module
                 // docs). E_matrix is fixed, so ψ does not drift between solves.
-                self.daily_sed[c][e] =
-                    cycles[c] * sed[i] as f64 * e_matrix / moduli[e].max(1e-9);
+                self.daily_sed[c][e] = cycles[c] * sed[i] as f64 * e_matrix / moduli[e].max(1e-9);
             }
         }
         self.warm = Some(sol.unit_displacements_mm);

@@ -231,11 +231,34 @@ fn replace_scenario_applies_from_next_day_or_restarts() {
         Some(RemodelEvent::Rejected { run: Some(r), message }) if *r == run && message.contains("already simulated")
     ));
 
-    // From the next day: day 4 belongs to the new scenario's second phase.
-    let new = Scenario {
+    // Changing the loads of a day already simulated (day 2 was unloaded): refused.
+    let rewrites_history = Scenario {
         name: "changed".into(),
         description: String::new(),
         phases: vec![phase("first", 3, 1.0, 1.0), phase("zero-g", 5, 0.0, 0.0)],
+    };
+    runner
+        .remodel(RemodelCommand::ReplaceScenario {
+            scenario: rewrites_history,
+            restart: false,
+        })
+        .unwrap();
+    let events = remodel_until(&runner, |e| matches!(e, RemodelEvent::Rejected { .. }));
+    assert!(matches!(
+        events.last(),
+        Some(RemodelEvent::Rejected { message, .. }) if message.contains("restart instead")
+    ));
+
+    // From the next day: the simulated days keep their loads, day 4 belongs to the new
+    // scenario's last phase.
+    let new = Scenario {
+        name: "changed".into(),
+        description: String::new(),
+        phases: vec![
+            phase("before", 2, 1.0, 1.0),
+            phase("unloaded", 1, 0.1, 0.05),
+            phase("zero-g", 5, 0.0, 0.0),
+        ],
     };
     runner
         .remodel(RemodelCommand::ReplaceScenario {
@@ -255,7 +278,7 @@ fn replace_scenario_applies_from_next_day_or_restarts() {
         unreachable!()
     };
     assert_eq!((*r, *from_day, info.total_days), (run, 3, 8));
-    assert_eq!(info.phase_starts, vec![0, 3]);
+    assert_eq!(info.phase_starts, vec![0, 2, 3]);
     runner.remodel(RemodelCommand::Step { days: 1 }).unwrap();
     let events = remodel_until(&runner, |e| matches!(e, RemodelEvent::Paused { .. }));
     let record = events
