@@ -81,36 +81,39 @@ pub fn sample_voxel_field(
         .unwrap_or_else(|_| vec![f32::NAN; mesh.positions.len()])
 }
 
+/// The voxel centres around the continuous voxel coordinates `v` (voxel (0, 0, 0) at 0) with
+/// their trilinear weights, leaving out weights of 1e-6 or less. Nothing when a coordinate is
+/// not finite or lies beyond ±1e9 voxels.
+pub fn trilinear_corners(v: [f64; 3]) -> impl Iterator<Item = ([i64; 3], f64)> {
+    let ok = v.iter().all(|c| c.is_finite() && c.abs() < 1e9);
+    let base = if ok {
+        v.map(|c| c.floor() as i64)
+    } else {
+        [0; 3]
+    };
+    let frac: [f64; 3] = std::array::from_fn(|a| v[a] - base[a] as f64);
+    (0..if ok { 8usize } else { 0 }).filter_map(move |k| {
+        let off = [k & 1, (k >> 1) & 1, (k >> 2) & 1];
+        let w: f64 = (0..3)
+            .map(|a| if off[a] == 1 { frac[a] } else { 1.0 - frac[a] })
+            .product();
+        (w > 1e-6).then(|| (std::array::from_fn(|a| base[a] + off[a] as i64), w))
+    })
+}
+
 fn sample_at(grid: &Grid, mask: &BoneMask, field: &[f32], p: [f32; 3]) -> f32 {
     let d = grid.dims;
     let v: [f64; 3] =
         std::array::from_fn(|a| (p[a] as f64 - grid.origin_mm[a]) / grid.voxel_size_mm[a]);
-    let base = v.map(|c| c.floor());
-    let frac: [f64; 3] = std::array::from_fn(|a| v[a] - base[a]);
-    if base.iter().all(|c| c.abs() < 1e15) {
-        let b = base.map(|c| c as i64);
-        let (mut acc, mut wsum) = (0f64, 0f64);
-        for k in 0..8 {
-            let off = [k & 1, (k >> 1) & 1, (k >> 2) & 1];
-            let w: f64 = (0..3)
-                .map(|a| if off[a] == 1 { frac[a] } else { 1.0 - frac[a] })
-                .product();
-            if w <= 1e-6 {
-                continue;
-            }
-            let (x, y, z) = (
-                b[0] + off[0] as i64,
-                b[1] + off[1] as i64,
-                b[2] + off[2] as i64,
-            );
-            if mask.get_or_false(x, y, z) {
-                acc += w * field[d.index(x as usize, y as usize, z as usize)] as f64;
-                wsum += w;
-            }
+    let (mut acc, mut wsum) = (0f64, 0f64);
+    for ([x, y, z], w) in trilinear_corners(v) {
+        if mask.get_or_false(x, y, z) {
+            acc += w * field[d.index(x as usize, y as usize, z as usize)] as f64;
+            wsum += w;
         }
-        if wsum > 0.0 {
-            return (acc / wsum) as f32;
-        }
+    }
+    if wsum > 0.0 {
+        return (acc / wsum) as f32;
     }
     nearest_bone_mean(grid, mask, field, v)
 }

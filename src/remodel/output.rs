@@ -205,13 +205,7 @@ mod tests {
     use crate::remodel::vertebra::VertebraParams;
 
     fn small_vertebra() -> Vertebra {
-        let p = VertebraParams {
-            width_mm: 24.0,
-            depth_mm: 18.0,
-            height_mm: 12.0,
-            ..Default::default()
-        };
-        Vertebra::builtin(&p, &DensityRelations::default()).unwrap()
+        Vertebra::builtin(&VertebraParams::small(), &DensityRelations::default()).unwrap()
     }
 
     #[test]

@@ -625,13 +625,7 @@ mod tests {
     }
 
     fn small() -> Vertebra {
-        let p = VertebraParams {
-            width_mm: 24.0,
-            depth_mm: 18.0,
-            height_mm: 12.0,
-            ..Default::default()
-        };
-        Vertebra::builtin(&p, &DensityRelations::default()).unwrap()
+        Vertebra::builtin(&VertebraParams::small(), &DensityRelations::default()).unwrap()
     }
 
     fn two_phase(scale: f64, days: u32) -> Scenario {

@@ -126,6 +126,17 @@ impl Default for VertebraParams {
 }
 
 impl VertebraParams {
+    /// A small body (24 × 18 × 12 mm, about 3 800 elements at 1 mm) with the default
+    /// materials, for quick runs and tests.
+    pub fn small() -> Self {
+        Self {
+            width_mm: 24.0,
+            depth_mm: 18.0,
+            height_mm: 12.0,
+            ..Self::default()
+        }
+    }
+
     /// Checks every parameter against a plausible range.
     pub fn validate(&self) -> Result<(), VertebraError> {
         let checks = [

@@ -13,12 +13,7 @@ use crate::remodel::vertebra::VertebraParams;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn small_vertebra() -> VertebraSource {
-    VertebraSource::Builtin(VertebraParams {
-        width_mm: 24.0,
-        depth_mm: 18.0,
-        height_mm: 12.0,
-        ..VertebraParams::default()
-    })
+    VertebraSource::Builtin(VertebraParams::small())
 }
 
 fn phase(name: &str, days: u32, axial: f64, flexion: f64) -> Phase {

@@ -150,19 +150,10 @@ impl ElementLookup {
         if v.iter().any(|c| !c.is_finite() || c.abs() > 1e9) {
             return;
         }
-        let base = v.map(|c| c.floor() as i64);
-        let frac: [f64; 3] = std::array::from_fn(|a| v[a] - base[a] as f64);
         let start = elements.len();
         let mut wsum = 0.0f64;
-        for k in 0..8 {
-            let off = [k & 1, (k >> 1) & 1, (k >> 2) & 1];
-            let w: f64 = (0..3)
-                .map(|a| if off[a] == 1 { frac[a] } else { 1.0 - frac[a] })
-                .product();
-            if w <= 1e-6 {
-                continue;
-            }
-            if let Some(e) = self.element(base[0] + off[0], base[1] + off[1], base[2] + off[2]) {
+        for ([x, y, z], w) in crate::mesh::sample::trilinear_corners(v) {
+            if let Some(e) = self.element(x, y, z) {
                 elements.push(e);
                 weights.push(w as f32);
                 wsum += w;
