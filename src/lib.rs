@@ -17,6 +17,7 @@
 
 pub mod atomic;
 pub mod fe;
+pub mod gan;
 pub mod mesh;
 pub mod morph;
 pub mod plot;

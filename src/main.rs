@@ -4,6 +4,7 @@
 #[cfg(feature = "gui")]
 mod app;
 mod cli;
+mod cli_gan;
 mod cli_remodel;
 
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ enum Command {
     Segment(cli::SegmentArgs),
     /// Macroscale remodeling of a vertebra under a loading scenario: BMD over days.
     Remodel(cli_remodel::RemodelArgs),
+    /// ReconGAN: generate trabecular cubes from trained weights, or train (feature torch).
+    #[command(subcommand)]
+    Gan(cli_gan::GanCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Some(Command::Mesh(a)) => cli::mesh(&a),
         Some(Command::Segment(a)) => cli::segment(&a),
         Some(Command::Remodel(a)) => cli_remodel::remodel(&a),
+        Some(Command::Gan(c)) => cli_gan::gan(&c),
         None => open_app(AppFlags {
             screenshot: args.screenshot,
             frames: args.frames,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (apt packages for
-# the windowed test, a Python venv with ParOSol for the solver comparison), then runs
-# formatting, lints, the core tests without Bevy, every test with the app, and the windowed
-# app test under Xvfb with Mesa's software Vulkan driver.
+# the windowed test, a Python venv with ParOSol for the solver comparison, libtorch 2.13.0
+# from PyPI for the tch trainer), then runs formatting, lints, the core tests without Bevy,
+# every test with the app, the windowed app test under Xvfb with Mesa's software Vulkan
+# driver, and the ReconGAN trainer's tests (feature `torch`).
 #
 # Everything is compiled in one profile (release) so the dependency tree is built once.
 set -euo pipefail
@@ -42,6 +43,12 @@ if [ -z "${OSTEOLAB_DATA:-}" ] && [ -d "$ROOT/../shared/data" ]; then
 fi
 echo "micro-CT data: ${OSTEOLAB_DATA:-not found (tests that need it say so and skip)}"
 
+# --- libtorch for the tch trainer (feature torch only; the default build never needs it) -------
+step "libtorch 2.13.0 (PyPI)"
+# shellcheck source=tests/torch-env.sh
+. "$ROOT/tests/torch-env.sh"
+echo "LIBTORCH=$LIBTORCH"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -56,5 +63,9 @@ cargo test --release --no-default-features
 
 step "tests, with the app (includes the windowed app test under Xvfb + lavapipe)"
 cargo test --release
+
+step "clippy and tests, ReconGAN trainer (feature torch, no Bevy)"
+cargo clippy --release --no-default-features --features torch --all-targets -- -D warnings
+cargo test --release --no-default-features --features torch --lib gan::
 
 step "all tests passed"

@@ -6,5 +6,6 @@
 mod app_window;
 mod cli;
 mod common;
+mod gan_cli;
 mod parosol;
 mod remodel_cli;

@@ -1,0 +1,820 @@
+//! The generator's eval-mode forward pass in pure Rust, and the field-to-mask step.
+//!
+//! The network is the generator of a DCGAN (Radford, Metz & Chintala 2016, ICLR,
+//! arXiv:1511.06434) in 3-D; see [`super::arch`] for the layer contract.
+//!
+//! ## Semantics (PyTorch, followed exactly)
+//!
+//! - `ConvTranspose3d` (PyTorch's `torch.nn.ConvTranspose3d`,
+//!   <https://pytorch.org/docs/stable/generated/torch.nn.ConvTranspose3d.html>, the adjoint
+//!   of `Conv3d`; no groups, no dilation, no output padding, no bias):
+//!   `out[o, od, oh, ow] = Σ in[c, id, ih, iw] · w[c, o, kd, kh, kw]` over all input
+//!   channels `c`, input positions and kernel offsets with `od = id · stride − padding + kd`
+//!   (likewise h, w) inside the output, whose edge is `(in − 1) · stride − 2 · padding + k`.
+//! - `BatchNorm3d` in eval mode: `(x − running_mean) / sqrt(running_var + eps) · weight +
+//!   bias`, folded, as PyTorch's CPU kernel does, into `x · scale + shift`.
+//! - ReLU after every batch norm; tanh after the last layer.
+//!
+//! ## Implementation
+//!
+//! Activations are channels-last cubes, `[z][y][x][c]`; the latent vector is the 1³ input
+//! and the final 1-channel cube is the crate's voxel order (x fastest). Each transposed
+//! convolution is a gather: for every output voxel the contributing (input position, kernel
+//! offset) pairs per axis are precomputed ("taps", two per axis for stride 2), and the
+//! output channel vector accumulates `in[c] · W[k][c][·]` with the weights repacked to
+//! `[kd][kh][kw][c_in][c_out]`, so the innermost loop runs over contiguous output channels.
+//! Rows `(z, y)` of the output run in parallel (rayon); no allocation inside the loops.
+
+use std::fmt;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use super::GanError;
+use super::arch::{GeneratorArch, GeneratorCard, KERNEL, LayerSpec, card_path_for};
+use super::latent::latent_for;
+use super::weights::{self, BatchNormTensors};
+use crate::volume::segment::{largest_component, threshold};
+use crate::volume::{BoneMask, Dims, Grid, Volume, VoxelData};
+
+/// A 3-D transposed convolution without bias on cubes, channels-last.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvTranspose3d {
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    /// `[kd][kh][kw][c_in][c_out]`.
+    packed: Vec<f32>,
+}
+
+impl ConvTranspose3d {
+    /// From PyTorch's weight layout `[c_in, c_out, k, k, k]` (C-contiguous).
+    pub(crate) fn from_pytorch(
+        weight: &[f32],
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        let k3 = kernel * kernel * kernel;
+        assert_eq!(weight.len(), cin * cout * k3, "weight length");
+        assert!(
+            stride >= 1 && kernel >= 1,
+            "stride and kernel must be positive"
+        );
+        let mut packed = vec![0.0f32; weight.len()];
+        for c in 0..cin {
+            for o in 0..cout {
+                let src = &weight[(c * cout + o) * k3..][..k3];
+                for (kk, &w) in src.iter().enumerate() {
+                    packed[(kk * cin + c) * cout + o] = w;
+                }
+            }
+        }
+        Self {
+            cin,
+            cout,
+            kernel,
+            stride,
+            padding,
+            packed,
+        }
+    }
+
+    /// Output edge for an input edge: `(in − 1) · stride − 2 · padding + kernel`.
+    pub(crate) fn out_size(&self, in_size: usize) -> usize {
+        ((in_size - 1) * self.stride + self.kernel).saturating_sub(2 * self.padding)
+    }
+
+    /// For each output coordinate along one axis, the (input coordinate, kernel offset)
+    /// pairs with `out = in · stride − padding + k`.
+    fn taps(&self, in_size: usize, out_size: usize) -> Vec<Vec<(usize, usize)>> {
+        let mut taps = vec![Vec::new(); out_size];
+        for i in 0..in_size {
+            for k in 0..self.kernel {
+                let o = (i * self.stride + k) as isize - self.padding as isize;
+                if o >= 0 && (o as usize) < out_size {
+                    taps[o as usize].push((i, k));
+                }
+            }
+        }
+        taps
+    }
+
+    /// Applies the convolution to a channels-last cube of edge `in_size` (`in_size³ · c_in`
+    /// values); returns the output cube (`out_size³ · c_out` values).
+    pub(crate) fn forward(&self, input: &[f32], in_size: usize) -> Vec<f32> {
+        let (cin, cout, k) = (self.cin, self.cout, self.kernel);
+        assert_eq!(
+            input.len(),
+            in_size * in_size * in_size * cin,
+            "input length"
+        );
+        let out_size = self.out_size(in_size);
+        let taps = self.taps(in_size, out_size);
+        let mut out = vec![0.0f32; out_size * out_size * out_size * cout];
+        let in_row = in_size * cin;
+        let wk_len = cin * cout;
+        out.par_chunks_mut(out_size * cout)
+            .enumerate()
+            .for_each(|(row, orow)| {
+                let (od, oh) = (row / out_size, row % out_size);
+                for &(id, kd) in &taps[od] {
+                    for &(ih, kh) in &taps[oh] {
+                        let irow = &input[(id * in_size + ih) * in_row..][..in_row];
+                        let wbase = (kd * k + kh) * k;
+                        for (acc, wtaps) in orow.chunks_exact_mut(cout).zip(&taps) {
+                            for &(iw, kw) in wtaps {
+                                let x = &irow[iw * cin..][..cin];
+                                let wk = &self.packed[(wbase + kw) * wk_len..][..wk_len];
+                                for (&a, wrow) in x.iter().zip(wk.chunks_exact(cout)) {
+                                    for (o, &w) in acc.iter_mut().zip(wrow) {
+                                        *o += a * w;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        out
+    }
+}
+
+/// `BatchNorm3d` in eval mode as a per-channel affine map (channels-last).
+#[derive(Clone, Debug)]
+pub(crate) struct BatchNorm3d {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl BatchNorm3d {
+    pub(crate) fn from_tensors(bn: &BatchNormTensors) -> Self {
+        let (scale, shift) = weights::fold_batch_norm(bn);
+        Self { scale, shift }
+    }
+
+    /// `x ← x · scale[c] + shift[c]`, then `max(x, 0)` if `relu`.
+    pub(crate) fn apply(&self, act: &mut [f32], relu: bool) {
+        let c = self.scale.len();
+        act.par_chunks_mut(c * 1024).for_each(|chunk| {
+            for v in chunk.chunks_exact_mut(c) {
+                for ((x, &s), &t) in v.iter_mut().zip(&self.scale).zip(&self.shift) {
+                    let y = *x * s + t;
+                    *x = if relu { y.max(0.0) } else { y };
+                }
+            }
+        });
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Layer {
+    spec: LayerSpec,
+    conv: ConvTranspose3d,
+    batch_norm: Option<BatchNorm3d>,
+}
+
+/// A trained (or random) ReconGAN generator, run in pure Rust.
+#[derive(Clone)]
+pub struct Generator {
+    arch: GeneratorArch,
+    card: GeneratorCard,
+    origin: String,
+    layers: Vec<Layer>,
+    ignored: Vec<String>,
+}
+
+impl fmt::Debug for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("origin", &self.origin)
+            .field("arch", &self.arch)
+            .field("voxel_size_mm", &self.card.voxel_size_mm)
+            .field("bv_tv_mean", &self.card.bv_tv_mean)
+            .field("ignored_tensors", &self.ignored)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Generator {
+    /// Loads `NAME.safetensors` and its card `NAME.json` beside it (a path to the card is
+    /// accepted too). The architecture comes from the card.
+    pub fn load(weights: &Path) -> Result<Generator, GanError> {
+        let weights = if weights.extension().is_some_and(|e| e == "json") {
+            weights.with_extension("safetensors")
+        } else {
+            weights.to_path_buf()
+        };
+        let bytes = std::fs::read(&weights).map_err(|source| GanError::Io {
+            path: weights.clone(),
+            source,
+        })?;
+        let card = GeneratorCard::load(&card_path_for(&weights))?;
+        let generator = Self::from_safetensors_bytes(
+            &bytes,
+            card.architecture,
+            &weights.display().to_string(),
+        )?;
+        Ok(generator.with_card_unchecked(card))
+    }
+
+    /// A generator from an in-memory safetensors buffer; `origin` names it in errors. Its
+    /// card is [`GeneratorCard::unknown`] until [`Generator::with_card`] supplies one.
+    pub fn from_safetensors_bytes(
+        bytes: &[u8],
+        arch: GeneratorArch,
+        origin: &str,
+    ) -> Result<Generator, GanError> {
+        let tensors = weights::parse(bytes, arch, origin)?;
+        let layers = tensors
+            .layers
+            .iter()
+            .map(|l| Layer {
+                spec: l.spec,
+                conv: ConvTranspose3d::from_pytorch(
+                    &l.conv_weight,
+                    l.spec.in_channels,
+                    l.spec.out_channels,
+                    KERNEL,
+                    l.spec.stride,
+                    l.spec.padding,
+                ),
+                batch_norm: l.batch_norm.as_ref().map(BatchNorm3d::from_tensors),
+            })
+            .collect();
+        Ok(Generator {
+            arch,
+            card: GeneratorCard::unknown(arch),
+            origin: origin.to_string(),
+            layers,
+            ignored: tensors.ignored,
+        })
+    }
+
+    /// Replaces the card; it must be valid and describe this generator's architecture.
+    pub fn with_card(self, card: GeneratorCard) -> Result<Generator, GanError> {
+        let path = Path::new(&self.origin).to_path_buf();
+        card.validate(&path)?;
+        if card.architecture != self.arch {
+            return Err(GanError::Card {
+                path,
+                reason: format!(
+                    "architecture {:?} differs from the weights' {:?}",
+                    card.architecture, self.arch
+                ),
+            });
+        }
+        Ok(self.with_card_unchecked(card))
+    }
+
+    fn with_card_unchecked(mut self, card: GeneratorCard) -> Generator {
+        self.card = card;
+        self
+    }
+
+    pub fn arch(&self) -> GeneratorArch {
+        self.arch
+    }
+
+    pub fn card(&self) -> &GeneratorCard {
+        &self.card
+    }
+
+    /// The file (or in-memory origin) the weights came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Tensors in the file that the architecture does not use (sorted).
+    pub fn ignored_tensors(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// One latent vector (`latent_dim` finite values, PyTorch shape `[1, latent_dim, 1, 1,
+    /// 1]`) to `size³` values in [−1, 1], x fastest (`x + size · (y + size · z)`).
+    pub fn forward(&self, z: &[f32]) -> Result<Vec<f32>, GanError> {
+        if z.len() != self.arch.latent_dim {
+            return Err(GanError::InvalidLatent {
+                expected: self.arch.latent_dim,
+                got: z.len(),
+            });
+        }
+        if let Some((index, &value)) = z.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(GanError::NonFiniteLatent { index, value });
+        }
+        Ok(self.forward_unchecked(z))
+    }
+
+    fn forward_unchecked(&self, z: &[f32]) -> Vec<f32> {
+        let mut act = z.to_vec();
+        let mut size = 1;
+        for layer in &self.layers {
+            act = layer.conv.forward(&act, size);
+            size = layer.spec.out_size;
+            match &layer.batch_norm {
+                Some(bn) => bn.apply(&mut act, true),
+                None => act.par_iter_mut().for_each(|v| *v = v.tanh()),
+            }
+        }
+        act
+    }
+
+    /// Cube `index` of `seed`: the forward pass of [`latent_for`]`(seed, index, latent_dim)`.
+    pub fn generate(&self, seed: u64, index: usize) -> Vec<f32> {
+        self.forward_unchecked(&latent_for(seed, index, self.arch.latent_dim))
+    }
+}
+
+/// A generated field (`size³` values, x fastest) to a bone mask with BV/TV close to `bv_tv`.
+///
+/// Bone is the high end of the field (`value ≥ t`; the training data map bone to +1 and
+/// marrow to −1), and only the largest 6-connected component is kept
+/// ([`largest_component`]). The threshold is the k-th largest value, as in
+/// [`threshold_for_bv_tv`](crate::volume::segment::threshold_for_bv_tv), but with `k` chosen
+/// so that BV/TV *after* island removal matches: the size of the largest component never
+/// decreases as `k` grows (components only grow and merge), so `k` is found by bisection
+/// between `round(bv_tv · n)` and the number of non-NaN values, and the nearer of the two
+/// final cuts is returned. A field whose components merge abruptly (e.g. noise near the
+/// percolation threshold) can make the exact target unreachable.
+pub fn to_mask(
+    field: &[f32],
+    size: usize,
+    voxel_size_mm: f64,
+    bv_tv: f64,
+) -> Result<BoneMask, GanError> {
+    let len = size.checked_mul(size).and_then(|s| s.checked_mul(size));
+    if size == 0 || len != Some(field.len()) {
+        return Err(GanError::InvalidArgument(format!(
+            "a field of {} values is not a cube of edge {size}",
+            field.len()
+        )));
+    }
+    if !(voxel_size_mm.is_finite() && voxel_size_mm > 0.0) {
+        return Err(GanError::InvalidArgument(format!(
+            "voxel size must be finite and positive, got {voxel_size_mm} mm"
+        )));
+    }
+    if !(bv_tv > 0.0 && bv_tv <= 1.0) {
+        return Err(GanError::InvalidArgument(format!(
+            "BV/TV must be in (0, 1], got {bv_tv}"
+        )));
+    }
+    let n = field.len();
+    let mut sorted: Vec<f32> = field.iter().copied().filter(|v| !v.is_nan()).collect();
+    if sorted.is_empty() {
+        return Err(GanError::InvalidArgument("the field holds only NaN".into()));
+    }
+    sorted.par_sort_unstable_by(|a, b| b.total_cmp(a));
+    let volume = Volume {
+        grid: Grid::isotropic(Dims::new(size, size, size), voxel_size_mm),
+        data: VoxelData::F32(field.to_vec()),
+    };
+    let target = ((bv_tv * n as f64).round() as usize).max(1);
+    // Bone = the k largest values (and their ties), then the largest component.
+    let cut = |k: usize| {
+        let mask = largest_component(&threshold(&volume, sorted[k - 1] as f64));
+        (mask.count(), mask)
+    };
+    let mut lo = cut(target.min(sorted.len()));
+    let mut lo_k = target.min(sorted.len());
+    if lo.0 >= target || lo_k == sorted.len() {
+        return Ok(lo.1);
+    }
+    let mut hi_k = sorted.len();
+    let mut hi = cut(hi_k);
+    if hi.0 < target {
+        return Ok(hi.1);
+    }
+    // Invariant: count(lo_k) < target <= count(hi_k).
+    while hi_k - lo_k > 1 {
+        let mid_k = lo_k + (hi_k - lo_k) / 2;
+        let mid = cut(mid_k);
+        if mid.0 == target {
+            return Ok(mid.1);
+        }
+        if mid.0 > target {
+            (hi_k, hi) = (mid_k, mid);
+        } else {
+            (lo_k, lo) = (mid_k, mid);
+        }
+    }
+    Ok(if target - lo.0 < hi.0 - target {
+        lo.1
+    } else {
+        hi.1
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::latent::SplitMix64;
+    use super::super::weights::{random_safetensors, serialize_f32, serialize_raw};
+    use super::*;
+    use crate::volume::segment::component_sizes;
+    use safetensors::tensor::Dtype;
+
+    fn small() -> GeneratorArch {
+        GeneratorArch {
+            latent_dim: 8,
+            base_channels: 4,
+            size: 16,
+        }
+    }
+
+    fn random_vec(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (rng.next_f64() * 2.0 - 1.0) as f32)
+            .collect()
+    }
+
+    /// PyTorch's ConvTranspose3d formula on `[C, D, H, W]` tensors, as a direct scatter loop.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_conv_transpose(
+        input: &[f32],
+        cin: usize,
+        n: usize,
+        weight: &[f32],
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> (Vec<f32>, usize) {
+        // Accumulated in f64, so the comparison measures the kernel's rounding only.
+        let m = (n - 1) * stride + k - 2 * pad;
+        let mut out = vec![0.0f64; cout * m * m * m];
+        for c in 0..cin {
+            for o in 0..cout {
+                for id in 0..n {
+                    for ih in 0..n {
+                        for iw in 0..n {
+                            for kd in 0..k {
+                                for kh in 0..k {
+                                    for kw in 0..k {
+                                        let od = (id * stride + kd) as isize - pad as isize;
+                                        let oh = (ih * stride + kh) as isize - pad as isize;
+                                        let ow = (iw * stride + kw) as isize - pad as isize;
+                                        let inside = |v: isize| v >= 0 && (v as usize) < m;
+                                        if !(inside(od) && inside(oh) && inside(ow)) {
+                                            continue;
+                                        }
+                                        let (od, oh, ow) = (od as usize, oh as usize, ow as usize);
+                                        let x = input[((c * n + id) * n + ih) * n + iw];
+                                        let w =
+                                            weight[(((c * cout + o) * k + kd) * k + kh) * k + kw];
+                                        out[((o * m + od) * m + oh) * m + ow] +=
+                                            x as f64 * w as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (out.into_iter().map(|v| v as f32).collect(), m)
+    }
+
+    /// `[C, D, H, W]` → `[D, H, W, C]` and back.
+    fn to_channels_last(v: &[f32], c: usize, n: usize) -> Vec<f32> {
+        let n3 = n * n * n;
+        let mut out = vec![0.0; v.len()];
+        for ch in 0..c {
+            for p in 0..n3 {
+                out[p * c + ch] = v[ch * n3 + p];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn conv_transpose_matches_a_naive_reference() {
+        let mut rng = SplitMix64::new(5);
+        // (c_in, c_out, input edge, stride, padding): the generator's two layer kinds, plus
+        // a larger stride-2 case with borders on every side.
+        for (cin, cout, n, stride, pad) in [(3, 2, 2, 2, 1), (3, 2, 1, 1, 0), (3, 2, 5, 2, 1)] {
+            let k = 4;
+            let input = random_vec(&mut rng, cin * n * n * n);
+            let weight = random_vec(&mut rng, cin * cout * k * k * k);
+            let (want, m) = naive_conv_transpose(&input, cin, n, &weight, cout, k, stride, pad);
+            let conv = ConvTranspose3d::from_pytorch(&weight, cin, cout, k, stride, pad);
+            assert_eq!(conv.out_size(n), m);
+            let got = conv.forward(&to_channels_last(&input, cin, n), n);
+            let want = to_channels_last(&want, cout, m);
+            assert_eq!(got.len(), want.len());
+            // Error relative to max(1, |value|): absolute for the unit-sized values.
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-6, "{n}³ stride {stride}: max error {worst:e}");
+        }
+    }
+
+    #[test]
+    fn batchnorm_eval_uses_running_statistics() {
+        let bn = BatchNormTensors {
+            weight: vec![2.0, 0.5],
+            bias: vec![0.1, -1.0],
+            running_mean: vec![1.0, -2.0],
+            running_var: vec![4.0, 0.25],
+        };
+        let layer = BatchNorm3d::from_tensors(&bn);
+        // Three voxels of identical values: batch statistics would give zero variance and
+        // output the bias; eval mode must use the running statistics instead.
+        let mut act = vec![3.0, 1.0, 3.0, 1.0, 3.0, 1.0];
+        layer.apply(&mut act, false);
+        let expect = |x: f64, c: usize| {
+            (x - bn.running_mean[c] as f64) / (bn.running_var[c] as f64 + 1e-5).sqrt()
+                * bn.weight[c] as f64
+                + bn.bias[c] as f64
+        };
+        for v in act.chunks(2) {
+            assert!((v[0] as f64 - expect(3.0, 0)).abs() < 1e-6, "{}", v[0]);
+            assert!((v[1] as f64 - expect(1.0, 1)).abs() < 1e-6, "{}", v[1]);
+        }
+        // With ReLU, negative results clamp to 0.
+        let mut act = vec![-5.0, -5.0];
+        layer.apply(&mut act, true);
+        assert_eq!(act, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn generator_output_has_the_cube_size_and_tanh_range() {
+        let arch = small();
+        let bytes = random_safetensors(arch, 1).unwrap();
+        let g = Generator::from_safetensors_bytes(&bytes, arch, "random").unwrap();
+        assert_eq!(g.arch(), arch);
+        assert!(g.ignored_tensors().is_empty());
+        let out = g.forward(&latent_for(3, 0, arch.latent_dim)).unwrap();
+        assert_eq!(out.len(), 16 * 16 * 16);
+        assert!(
+            out.iter()
+                .all(|v| v.is_finite() && (-1.0..=1.0).contains(v))
+        );
+        let (lo, hi) = out
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(
+            lo < -0.2 && hi > 0.2,
+            "output range [{lo}, {hi}] is degenerate"
+        );
+        let e = g.forward(&[0.0; 7]).unwrap_err();
+        assert!(matches!(
+            e,
+            GanError::InvalidLatent {
+                expected: 8,
+                got: 7
+            }
+        ));
+        let mut z = vec![0.0; 8];
+        z[3] = f32::NAN;
+        assert!(matches!(
+            g.forward(&z).unwrap_err(),
+            GanError::NonFiniteLatent { index: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn generation_is_deterministic_for_a_seed() {
+        let arch = small();
+        let bytes = random_safetensors(arch, 2).unwrap();
+        let g = Generator::from_safetensors_bytes(&bytes, arch, "random").unwrap();
+        let a = g.generate(10, 0);
+        assert_eq!(a, g.generate(10, 0));
+        assert_eq!(a, g.forward(&latent_for(10, 0, 8)).unwrap());
+        let differs = |b: &[f32]| a.iter().zip(b).any(|(x, y)| (x - y).abs() > 1e-3);
+        assert!(differs(&g.generate(11, 0)), "seeds 10 and 11 agree");
+        assert!(differs(&g.generate(10, 1)), "cubes 0 and 1 agree");
+    }
+
+    #[test]
+    fn loads_from_files_with_the_card_and_lists_extra_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let arch = small();
+        let mut tensors = Vec::new();
+        let st = safetensors::SafeTensors::deserialize(&random_safetensors(arch, 4).unwrap())
+            .unwrap()
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+            .collect::<Vec<_>>();
+        for (n, shape, data) in &st {
+            let vals: Vec<f32> = data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            tensors.push((n.clone(), shape.clone(), vals));
+        }
+        tensors.push(("bn1.num_batches_tracked".into(), vec![1], vec![0.0]));
+        let path = dir.path().join("g.safetensors");
+        std::fs::write(&path, serialize_f32(&tensors).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("g.json"),
+            r#"{"architecture": {"latent_dim": 8, "base_channels": 4, "size": 16},
+                "voxel_size_mm": 0.05, "bv_tv_mean": 0.2, "training": {"steps": 3}}"#,
+        )
+        .unwrap();
+        let g = Generator::load(&path).unwrap();
+        assert_eq!(g.card().voxel_size_mm, 0.05);
+        assert_eq!(g.ignored_tensors(), ["bn1.num_batches_tracked"]);
+        let from_bytes =
+            Generator::from_safetensors_bytes(&std::fs::read(&path).unwrap(), arch, "m").unwrap();
+        assert_eq!(g.generate(1, 2), from_bytes.generate(1, 2));
+        // The card path is accepted too.
+        assert!(Generator::load(&dir.path().join("g.json")).is_ok());
+        assert!(format!("{g:?}").contains("g.safetensors"));
+    }
+
+    /// The tensors of a valid small file, as (name, shape, values), for the error tests.
+    fn valid_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let arch = small();
+        let mut rng = SplitMix64::new(9);
+        arch.expected_tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, s)| {
+                let len = s.iter().product();
+                (n, s, random_vec(&mut rng, len))
+            })
+            .map(|(n, s, mut v)| {
+                if n.ends_with("running_var") {
+                    v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+                }
+                (n, s, v)
+            })
+            .collect()
+    }
+
+    fn load_err(bytes: &[u8]) -> String {
+        let e =
+            Generator::from_safetensors_bytes(bytes, small(), "weights/g.safetensors").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("weights/g.safetensors"), "{msg}");
+        msg
+    }
+
+    #[test]
+    fn error_missing_tensor_names_file_and_tensor() {
+        let mut t = valid_tensors();
+        t.retain(|(n, _, _)| n != "bn2.running_mean");
+        let msg = load_err(&serialize_f32(&t).unwrap());
+        assert!(
+            msg.contains("`bn2.running_mean`") && msg.contains("missing"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_wrong_shape_names_file_and_tensor() {
+        let mut t = valid_tensors();
+        let ct2 = t.iter_mut().find(|(n, _, _)| n == "ct2.weight").unwrap();
+        ct2.1 = vec![ct2.1[1], ct2.1[0], 4, 4, 4]; // [out, in, …]: Conv3d's layout, not ours
+        let msg = load_err(&serialize_f32(&t).unwrap());
+        assert!(
+            msg.contains("`ct2.weight`") && msg.contains("shape"),
+            "{msg}"
+        );
+        let e = Generator::from_safetensors_bytes(&serialize_f32(&t).unwrap(), small(), "x")
+            .unwrap_err();
+        assert!(matches!(e, GanError::WrongShape { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn error_wrong_dtype_names_file_and_tensor() {
+        let t = valid_tensors();
+        let f64_bytes: Vec<Vec<u8>> = t
+            .iter()
+            .map(|(_, _, v)| v.iter().flat_map(|x| (*x as f64).to_le_bytes()).collect())
+            .collect();
+        let f32_bytes: Vec<Vec<u8>> = t
+            .iter()
+            .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
+        let raw = t.iter().enumerate().map(|(i, (n, s, _))| {
+            if n == "bn1.weight" {
+                (n.as_str(), Dtype::F64, s.clone(), f64_bytes[i].as_slice())
+            } else {
+                (n.as_str(), Dtype::F32, s.clone(), f32_bytes[i].as_slice())
+            }
+        });
+        let msg = load_err(&serialize_raw(raw).unwrap());
+        assert!(msg.contains("`bn1.weight`") && msg.contains("F64"), "{msg}");
+    }
+
+    #[test]
+    fn error_truncated_file_names_the_file() {
+        let bytes = serialize_f32(&valid_tensors()).unwrap();
+        for cut in [bytes.len() - 10, 100, 5, 0] {
+            let msg = load_err(&bytes[..cut]);
+            assert!(msg.contains("not a valid safetensors file"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn error_bad_card_and_missing_file_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.safetensors");
+        // File not found.
+        let e = Generator::load(&path).unwrap_err();
+        assert!(matches!(e, GanError::Io { .. }), "{e:?}");
+        assert!(e.to_string().contains("g.safetensors"), "{e}");
+        // Weights present, card missing.
+        std::fs::write(&path, serialize_f32(&valid_tensors()).unwrap()).unwrap();
+        let e = Generator::load(&path).unwrap_err();
+        assert!(e.to_string().contains("g.json"), "{e}");
+        // Malformed JSON, a missing field, and an impossible value.
+        for (card, what) in [
+            ("{\"architecture\": ", "EOF"),
+            (
+                r#"{"architecture": {"latent_dim": 8, "base_channels": 4, "size": 16}, "bv_tv_mean": 0.2}"#,
+                "voxel_size_mm",
+            ),
+            (
+                r#"{"architecture": {"latent_dim": 8, "base_channels": 4, "size": 16}, "voxel_size_mm": -1, "bv_tv_mean": 0.2}"#,
+                "voxel_size_mm",
+            ),
+        ] {
+            std::fs::write(dir.path().join("g.json"), card).unwrap();
+            let e = Generator::load(&path).unwrap_err();
+            assert!(matches!(e, GanError::Card { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(msg.contains("g.json") && msg.contains(what), "{msg}");
+        }
+        // A valid card whose architecture disagrees with the weights: a shape error.
+        std::fs::write(
+            dir.path().join("g.json"),
+            r#"{"architecture": {"latent_dim": 9, "base_channels": 4, "size": 16}, "voxel_size_mm": 0.04, "bv_tv_mean": 0.2}"#,
+        )
+        .unwrap();
+        let msg = Generator::load(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("g.safetensors") && msg.contains("`ct1.weight`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn to_mask_hits_the_requested_bv_tv_and_keeps_one_component() {
+        let arch = GeneratorArch {
+            latent_dim: 16,
+            base_channels: 4,
+            size: 32,
+        };
+        let bytes = random_safetensors(arch, 3).unwrap();
+        let g = Generator::from_safetensors_bytes(&bytes, arch, "random").unwrap();
+        let field = g.generate(1, 0);
+        for target in [0.15, 0.3] {
+            let mask = to_mask(&field, 32, 0.04, target).unwrap();
+            println!("to_mask: BV/TV {} for target {target}", mask.bv_tv());
+            assert_eq!(mask.dims(), Dims::new(32, 32, 32));
+            assert_eq!(mask.grid.voxel_size_mm, [0.04; 3]);
+            assert!(
+                (mask.bv_tv() - target).abs() < 0.01,
+                "BV/TV {} for target {target}",
+                mask.bv_tv()
+            );
+            assert_eq!(component_sizes(&mask).len(), 1);
+        }
+        assert!(to_mask(&field, 31, 0.04, 0.2).is_err());
+        assert!(to_mask(&field, 32, 0.0, 0.2).is_err());
+        assert!(to_mask(&field, 32, 0.04, 0.0).is_err());
+        let unknown = g.card().voxel_size_mm;
+        assert!(to_mask(&field, 32, unknown, 0.2).is_err());
+    }
+
+    /// The default 64³ generator, random weights: timing of `generate` (printed).
+    #[test]
+    fn default_generator_runs_a_64_cube_quickly() {
+        let arch = GeneratorArch::default();
+        let bytes = random_safetensors(arch, 7).unwrap();
+        let g = Generator::from_safetensors_bytes(&bytes, arch, "random").unwrap();
+        let _ = g.generate(0, 0); // warm-up (thread pool, page faults)
+        let runs = 5;
+        let t0 = std::time::Instant::now();
+        for i in 0..runs {
+            let out = g.generate(0, i);
+            assert_eq!(out.len(), 64 * 64 * 64);
+        }
+        let per = t0.elapsed().as_secs_f64() / runs as f64;
+        println!(
+            "64³ generate: {:.1} ms per cube ({} threads)",
+            per * 1e3,
+            rayon::current_num_threads()
+        );
+        // Generous bound: the test binary shares the machine with other tests.
+        assert!(per < 5.0, "{per} s per cube");
+        let field = g.generate(0, 0);
+        let t0 = std::time::Instant::now();
+        let mask = to_mask(&field, 64, 0.04, 0.25).unwrap();
+        println!(
+            "64³ to_mask: {:.1} ms, BV/TV {:.4} for 0.25",
+            t0.elapsed().as_secs_f64() * 1e3,
+            mask.bv_tv()
+        );
+    }
+}
