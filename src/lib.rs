@@ -22,6 +22,7 @@ pub mod mesh;
 pub mod morph;
 pub mod plot;
 pub mod remodel;
+pub mod rng;
 pub mod runner;
 pub mod sample_data;
 pub mod synthetic;

@@ -411,9 +411,9 @@ pub fn to_mask(
 
 #[cfg(test)]
 mod tests {
-    use super::super::latent::SplitMix64;
     use super::super::weights::{random_safetensors, serialize_f32, serialize_raw};
     use super::*;
+    use crate::rng::SplitMix64;
     use crate::volume::segment::component_sizes;
     use safetensors::tensor::Dtype;
 

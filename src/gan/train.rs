@@ -30,6 +30,7 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::arch::GeneratorArch;
+use crate::rng::SplitMix64;
 use crate::volume::{BoneMask, Dims};
 
 /// Errors of a training run.
@@ -359,25 +360,6 @@ impl TrainingData {
     }
 }
 
-/// The data sampler's random stream (SplitMix64), saved in checkpoints.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// One report of training progress.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct TrainProgress {
@@ -457,9 +439,7 @@ pub fn train(
     let mut d_vs = nn::VarStore::new(device);
     let generator = TchGenerator::new(&g_vs.root(), &params.arch)?;
     let discriminator = TchDiscriminator::new(&d_vs.root(), &params.arch)?;
-    let mut sampler = SplitMix64 {
-        state: params.seed ^ 0x005E_ED0F_DA7A,
-    };
+    let mut sampler = SplitMix64::new(params.seed ^ 0x005E_ED0F_DA7A);
     let mut start = 0usize;
     let ckpt = checkpoint_dir(out);
     let state_path = ckpt.join("state.json");
