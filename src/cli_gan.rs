@@ -103,21 +103,11 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         let field = generator.generate(args.seed, index);
         let mask = to_mask(&field, arch.size, card.voxel_size_mm, bv_tv)?;
         timings.push(t.elapsed().as_secs_f64());
-        let volume = osteolab::volume::Volume::new(
-            mask.grid,
-            osteolab::volume::VoxelData::U8(
-                mask.voxels
-                    .iter()
-                    .map(|&b| if b { 255 } else { 0 })
-                    .collect(),
-            ),
-        )
-        .expect("mask and grid agree");
         let path = args
             .out
             .join(format!("recongan_seed{}_{index:03}.json", args.seed));
-        save_volume(&volume, &path)?;
-        let achieved = mask.count() as f64 / mask.voxels.len() as f64;
+        save_volume(&mask.to_volume(), &path)?;
+        let achieved = mask.bv_tv();
         written.push((path, achieved));
     }
     if args.json {

@@ -2,7 +2,6 @@
 //! issue 3 §6).
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -122,13 +121,12 @@ pub fn remodel(args: &RemodelArgs) -> Result<()> {
         }
     };
     let t0 = Instant::now();
-    let cancel = AtomicBool::new(false);
     let pb = progress_bar(scenario.total_days() as u64, args.json);
     pb.set_message("habitual FE solve");
     let elements = vertebra.element_count();
     let regions = vertebra.region_counts();
     let source = vertebra.source.clone();
-    let mut sim = Simulation::new(config, vertebra, scenario.clone(), Some(&cancel))?;
+    let mut sim = Simulation::new(config, vertebra, scenario.clone(), None)?;
     // Density fields at the start and at each phase end, for VTK output.
     let mut phase_ends: Vec<u32> = Vec::new();
     let mut end = 0;
@@ -143,7 +141,7 @@ pub fn remodel(args: &RemodelArgs) -> Result<()> {
         sim.bmd_change_pct(),
     )];
     while !sim.is_finished() {
-        let record = sim.step_day(Some(&cancel))?.clone();
+        let record = sim.step_day(None)?.clone();
         pb.set_position(record.day as u64);
         pb.set_message(format!(
             "{}: trabecular {:+.2} %, whole {:+.2} %",
