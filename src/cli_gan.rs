@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use osteolab::gan::{Generator, to_mask};
+use osteolab::gan::Generator;
 use osteolab::volume::save_volume;
 
 #[derive(Subcommand, Debug)]
@@ -16,6 +16,9 @@ pub enum GanCommand {
     Generate(GenerateArgs),
     /// Train ReconGAN on segmented micro-CT (needs the `torch` feature).
     Train(TrainArgs),
+    /// Validate generated cubes against real sub-volumes: morphometry, S2(r), L(r), micro-FE
+    /// modulus and a copy search; prints a JSON report and writes figures.
+    Validate(ValidateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -35,6 +38,49 @@ pub struct GenerateArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Generator weights (NAME.safetensors with its card NAME.json beside it).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Training volumes (grey micro-CT or segmented), segmented as by `gan train`.
+    #[arg(long = "data", value_name = "VOLUME", required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Downsample the grey values by this integer factor first (block mean); the result
+    /// must be at the generator's voxel size.
+    #[arg(long, default_value_t = 1)]
+    pub downsample: usize,
+    /// Segmentation: global threshold (default Otsu on the smoothed volume).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Gaussian smoothing before thresholding, sigma in voxels.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f64,
+    /// Generated cubes (the targets need at least 64).
+    #[arg(long, default_value_t = 64)]
+    pub count: usize,
+    /// Real sub-cubes (the targets need at least 64).
+    #[arg(long, default_value_t = 64)]
+    pub real_count: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// BV/TV of the thresholded generated cubes (default: the training data's mean).
+    #[arg(long, value_name = "X")]
+    pub bv_tv: Option<f64>,
+    /// Largest lag of S2(r) and L(r), in voxels.
+    #[arg(long, default_value_t = 32)]
+    pub max_r: usize,
+    /// Offset grid of the copy search, in voxels (1 = every offset).
+    #[arg(long, default_value_t = 1)]
+    pub dice_stride: usize,
+    /// Skip the micro-FE (the modulus target is then not evaluated).
+    #[arg(long)]
+    pub no_fe: bool,
+    /// Output directory for validation.json, s2.png and lineal-path.png.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +125,7 @@ pub fn gan(command: &GanCommand) -> Result<()> {
     match command {
         GanCommand::Generate(a) => generate(a),
         GanCommand::Train(a) => train(a),
+        GanCommand::Validate(a) => validate(a),
     }
 }
 
@@ -100,8 +147,7 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     let mut timings = Vec::new();
     for index in 0..args.count {
         let t = Instant::now();
-        let field = generator.generate(args.seed, index);
-        let mask = to_mask(&field, arch.size, card.voxel_size_mm, bv_tv)?;
+        let mask = generator.generate_mask(args.seed, index, bv_tv)?;
         timings.push(t.elapsed().as_secs_f64());
         let path = args
             .out
@@ -200,5 +246,137 @@ fn train(args: &TrainArgs) -> Result<()> {
     })?;
     pb.finish_and_clear();
     println!("{}", serde_json::to_string(&outcome)?);
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use osteolab::gan::validate::{
+        ValidationControl, ValidationParams, ValidationProgress, ValidationStage,
+        validate as run_validation,
+    };
+
+    let generator = Generator::load(&args.weights)?;
+    let mut masks = Vec::new();
+    for path in &args.data {
+        let input = crate::cli::VolumeInput {
+            volume: path.clone(),
+            threshold: args.threshold,
+            target_bv_tv: None,
+            sigma: args.sigma,
+            downsample: args.downsample,
+            keep_all_components: false,
+        };
+        masks.push(crate::cli::load_mask(&input)?);
+    }
+    let params = ValidationParams {
+        generated_count: args.count,
+        real_count: args.real_count,
+        seed: args.seed,
+        bv_tv: args.bv_tv,
+        max_r_voxels: args.max_r,
+        fe: !args.no_fe,
+        dice_stride_voxels: args.dice_stride,
+    };
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]")
+            .expect("valid template"),
+    );
+    let progress = |p: &ValidationProgress| {
+        pb.set_length(p.total as u64);
+        pb.set_position(p.done as u64);
+        pb.set_message(match p.stage {
+            ValidationStage::Cubes => "cubes measured (morphometry, S2, L, micro-FE)",
+            ValidationStage::Dice => "cubes searched for copies",
+        });
+    };
+    let control = ValidationControl {
+        cancel: None,
+        progress: Some(&progress),
+    };
+    let report = run_validation(&generator, &masks, &params, &control);
+    pb.finish_and_clear();
+    let report = report.with_context(|| format!("validating {}", args.weights.display()))?;
+    let text = serde_json::to_string_pretty(&report)?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("validation.json");
+        osteolab::atomic::write_bytes_atomic(&path, format!("{text}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_validation_figures(&report, dir)?;
+    }
+    println!("{text}");
+    if report.pass {
+        eprintln!("ReconGAN validation: all targets met");
+    } else {
+        eprintln!("ReconGAN validation: targets not met");
+        for f in &report.failed {
+            eprintln!("  failed: {f}");
+        }
+        for f in &report.not_evaluated {
+            eprintln!("  not evaluated: {f}");
+        }
+    }
+    Ok(())
+}
+
+/// `s2.png` (mean and z-axis curves) and `lineal-path.png` (bone and marrow): real solid,
+/// generated dashed, lags in mm.
+fn write_validation_figures(
+    report: &osteolab::gan::validate::ValidationReport,
+    dir: &std::path::Path,
+) -> Result<()> {
+    use osteolab::gan::validate::CurveComparison;
+    use osteolab::plot::{LineChart, Series};
+
+    let points = |c: &CurveComparison, y: &[f64]| -> Vec<(f64, f64)> {
+        c.r_mm.iter().copied().zip(y.iter().copied()).collect()
+    };
+    let pair = |c: &CurveComparison, name: &str, color: [u8; 3], axis_z: bool| {
+        let (real, generated) = if axis_z {
+            (&c.real_axes.z, &c.generated_axes.z)
+        } else {
+            (&c.real, &c.generated)
+        };
+        [
+            Series::new(format!("real, {name}"), color, points(c, real)),
+            Series::new(format!("generated, {name}"), color, points(c, generated)).dashed(),
+        ]
+    };
+    let (n_gen, n_real) = (report.params.generated_count, report.params.real_count);
+    let s2 = &report.s2;
+    let mut series = pair(s2, "mean of x, y, z", [31, 119, 180], false).to_vec();
+    series.extend(pair(s2, "along z (load axis)", [214, 39, 40], true));
+    let chart = LineChart {
+        title: format!(
+            "Two-point correlation S2(r): {n_real} real, {n_gen} generated cubes (RMS diff {:.4})",
+            s2.rms_difference
+        ),
+        x_label: "r (mm)".into(),
+        y_label: "S2(r)".into(),
+        series,
+        bands: Vec::new(),
+        zero_line: false,
+    };
+    let path = dir.join("s2.png");
+    chart
+        .write_png(&path, 1000, 600)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let lp = &report.lineal_path;
+    let mut series = pair(&lp.bone, "bone", [31, 119, 180], false).to_vec();
+    series.extend(pair(&lp.marrow, "marrow", [255, 127, 14], false));
+    let chart = LineChart {
+        title: format!("Lineal-path function L(r): {n_real} real, {n_gen} generated cubes"),
+        x_label: "r (mm)".into(),
+        y_label: "L(r)".into(),
+        series,
+        bands: Vec::new(),
+        zero_line: false,
+    };
+    let path = dir.join("lineal-path.png");
+    chart
+        .write_png(&path, 1000, 600)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

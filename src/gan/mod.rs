@@ -13,20 +13,24 @@
 //!   generated field into a [`BoneMask`](crate::volume::BoneMask).
 //! - [`latent`]: the documented, reproducible latent vectors ([`standard_normal`],
 //!   [`latent_for`]).
+//! - [`validate`]: generated cubes against real sub-volumes (morphometry, S2, L, micro-FE,
+//!   copy search), the library side of `osteolab gan validate`.
 //!
 //! Value convention: bone is +1 and marrow −1 in the training data, so bone is the high end
 //! of the generated field.
 
 pub mod arch;
+pub mod builtin;
 pub mod generator;
 pub mod latent;
 #[cfg(feature = "torch")]
 pub mod train;
+pub mod validate;
 pub mod weights;
 
 use std::path::PathBuf;
 
-pub use arch::{GeneratorArch, GeneratorCard, LayerSpec};
+pub use arch::{DEFAULT_MASK_SIGMA_VOXELS, GeneratorArch, GeneratorCard, LayerSpec};
 pub use generator::{Generator, to_mask};
 pub use latent::{latent_for, standard_normal};
 

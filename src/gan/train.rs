@@ -276,7 +276,10 @@ impl TchDiscriminator {
 pub struct TrainingData {
     masks: Vec<BoneMask>,
     pub voxel_size_mm: f64,
-    /// Mean BV/TV of the training masks.
+    /// Expected BV/TV of a training cube: the mean over masks (each drawn with equal
+    /// probability) of the mean BV/TV over every cube offset. Uniform offsets weight a
+    /// mask's centre more than its rim, so this differs from the masks' own BV/TV
+    /// (0.2395 against 0.2077 for the 64³ cubes of the 100³ micro-CT mask).
     pub bv_tv_mean: f64,
     /// What the data are, for the card.
     pub description: String,
@@ -294,7 +297,7 @@ impl TrainingData {
             return Err(TrainError::Data("no training volumes".into()));
         };
         let h = first.grid.voxel_size_mm[0];
-        let (mut bone, mut total) = (0usize, 0usize);
+        let mut bv_tv_sum = 0.0;
         for (k, m) in masks.iter().enumerate() {
             let v = m.grid.voxel_size_mm;
             if v.iter().any(|&x| (x - h).abs() > 1e-9 * h) {
@@ -309,13 +312,12 @@ impl TrainingData {
                     d.nx, d.ny, d.nz
                 )));
             }
-            bone += m.voxels.iter().filter(|&&b| b).count();
-            total += m.voxels.len();
+            bv_tv_sum += expected_cube_bv_tv(m, size);
         }
         Ok(Self {
+            bv_tv_mean: bv_tv_sum / masks.len() as f64,
             masks,
             voxel_size_mm: h,
-            bv_tv_mean: bone as f64 / total as f64,
             description: description.into(),
         })
     }
@@ -358,6 +360,32 @@ impl TrainingData {
         }
         Tensor::from_slice(&out).reshape([batch as i64, 1, s as i64, s as i64, s as i64])
     }
+}
+
+/// The mean BV/TV of the `size`³ sub-cubes of `mask` over every offset (the sampler's
+/// uniform offsets): Σ bone(v) · c_x(x) c_y(y) c_z(z) / (offsets · size³), where c_a counts
+/// the offsets along axis a whose cube covers the voxel.
+fn expected_cube_bv_tv(mask: &BoneMask, size: usize) -> f64 {
+    let d = mask.dims();
+    let cover = |n: usize| -> Vec<f64> {
+        (0..n)
+            .map(|i| (i.min(n - size) + 1 - (i + 1).saturating_sub(size)) as f64)
+            .collect()
+    };
+    let (cx, cy, cz) = (cover(d.nx), cover(d.ny), cover(d.nz));
+    let mut sum = 0.0;
+    for z in 0..d.nz {
+        for y in 0..d.ny {
+            let w = cz[z] * cy[y];
+            for x in 0..d.nx {
+                if mask.voxels[d.index(x, y, z)] {
+                    sum += w * cx[x];
+                }
+            }
+        }
+    }
+    let offsets = ((d.nx - size + 1) * (d.ny - size + 1) * (d.nz - size + 1)) as f64;
+    sum / (offsets * (size * size * size) as f64)
 }
 
 /// One report of training progress.
@@ -634,6 +662,43 @@ mod tests {
         })
         .expect("synthetic structure");
         TrainingData::from_masks(vec![mask], 16, "synthetic test structure").unwrap()
+    }
+
+    /// The closed-form expectation equals the brute-force mean over every offset, and for a
+    /// mask the size of the cube it is the mask's own BV/TV.
+    #[test]
+    fn expected_cube_bv_tv_is_the_mean_over_all_offsets() {
+        let mut rng = SplitMix64::new(11);
+        let dims = Dims::new(13, 11, 9);
+        let voxels: Vec<bool> = (0..dims.len()).map(|_| rng.below(3) == 0).collect();
+        let mask = BoneMask::new(crate::volume::Grid::isotropic(dims, 0.1), voxels).unwrap();
+        let s = 6;
+        let mut brute = 0.0;
+        let mut offsets = 0;
+        for oz in 0..=dims.nz - s {
+            for oy in 0..=dims.ny - s {
+                for ox in 0..=dims.nx - s {
+                    let mut bone = 0;
+                    for z in 0..s {
+                        for y in 0..s {
+                            for x in 0..s {
+                                bone += mask.voxels[dims.index(ox + x, oy + y, oz + z)] as usize;
+                            }
+                        }
+                    }
+                    brute += bone as f64 / (s * s * s) as f64;
+                    offsets += 1;
+                }
+            }
+        }
+        brute /= offsets as f64;
+        assert!((expected_cube_bv_tv(&mask, s) - brute).abs() < 1e-12);
+        let cube = BoneMask::new(
+            crate::volume::Grid::isotropic(Dims::new(s, s, s), 0.1),
+            (0..s * s * s).map(|i| i % 4 == 0).collect(),
+        )
+        .unwrap();
+        assert!((expected_cube_bv_tv(&cube, s) - cube.bv_tv()).abs() < 1e-12);
     }
 
     /// A few steps on a tiny network: finite losses, a checkpoint every 2 steps, and a run

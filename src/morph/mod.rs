@@ -10,6 +10,7 @@
 //! | Conn.D | Euler characteristic with Odgaard-Gundersen edge correction | [`connectivity`] |
 //! | DA | mean intercept length fabric tensor, `1 − λmin/λmax` | [`anisotropy`] |
 //! | SMI | `6 BV (dBS/dr) / BS²` on the marching-cubes mesh | [`smi`] |
+//! | S2(r), L(r) | two-point correlation and lineal path along the axes, Torquato 2002 | [`correlation`] |
 //!
 //! Border conventions: for Tb.Th the outside of the image is background (as in BoneJ, where
 //! the distance transform treats the image edges as background). For Tb.Sp the outside is
@@ -28,12 +29,16 @@ use serde::Serialize;
 
 pub mod anisotropy;
 pub mod connectivity;
+pub mod correlation;
 pub mod edt;
 pub mod smi;
 pub mod thickness;
 
 pub use anisotropy::{Fabric, MilParams, mil_fabric};
 pub use connectivity::{Connectivity, connectivity_of, delta_chi, euler_characteristic};
+pub use correlation::{
+    AxisCurves, Correlations, correlation_functions, lineal_path, two_point_correlation,
+};
 pub use edt::{Border, squared_distance_mm2};
 pub use smi::{SurfaceMeasures, surface_measures};
 pub use thickness::{Phase, ThicknessMap, ThicknessStats, local_thickness_map};
