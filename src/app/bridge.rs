@@ -2,7 +2,15 @@
 //! frame its events are drained (under a small time budget) into [`UiState`] (micro-FE) and
 //! [`RemodelState`] (the remodeling run), and the latest micro snapshot, if newer, is handed
 //! to the scene. The vertebra view reads the per-day fields from the runner's history itself.
+//!
+//! The microstructure view holds two structures side by side (see [`MicroSlot`]): when it is
+//! first shown (at launch with `--view micro`) the generated slot receives a ReconGAN cube
+//! from the built-in generator (seed 0, the card's mean BV/TV) and the real slot the
+//! micro-CT sample at the generator's voxel size, when the sample is present (otherwise the
+//! slot says where it was looked for). Opening on the vertebra defers them, so that the
+//! remodeling run is not held up at launch by the micro jobs (some 10 s on two cores).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -13,11 +21,13 @@ use bevy::window::RequestRedraw;
 use bevy::winit::{EventLoopProxyWrapper, WinitUserEvent};
 
 use osteolab::fe::{BoundaryCondition, Material};
+use osteolab::gan::GeneratorCard;
+use osteolab::morph::Morphometry;
 use osteolab::remodel::scenario::Scenario;
 use osteolab::runner::VertebraSource;
 use osteolab::runner::{
-    Command, Event, FeSummary, JobId, JobKind, JobReport, LoadVolumeParams, ModelInfo, Outcome,
-    Runner, RunnerOptions, SolveRequest,
+    Command, Event, FeSummary, JobId, JobKind, JobReport, LoadVolumeParams, MicroSlot, ModelInfo,
+    Outcome, PerSlot, ReconGanParams, Runner, RunnerOptions, SolveRequest,
 };
 use osteolab::synthetic::SyntheticParams;
 use osteolab::volume::segment::{SegmentParams, Threshold};
@@ -48,6 +58,31 @@ pub struct Busy {
     pub since: Instant,
 }
 
+/// What the panel knows of one held microstructure.
+#[derive(Clone, Debug, Default)]
+pub struct SlotState {
+    pub model: Option<Arc<ModelInfo>>,
+    /// Morphometry of `model` (`Err` with the reason when undefined).
+    pub morphometry: Option<Result<Morphometry, String>>,
+    /// The last solve of `model`.
+    pub fe: Option<FeSummary>,
+    /// Why the slot is empty, said plainly (e.g. where the micro-CT sample was looked for).
+    pub note: Option<String>,
+}
+
+impl SlotState {
+    /// A new model replaces the old one's morphometry and solution, unless it is the same
+    /// model (its morphometry event arrives before its `Finished`).
+    fn set_model(&mut self, model: Arc<ModelInfo>) {
+        if !self.model.as_ref().is_some_and(|m| Arc::ptr_eq(m, &model)) {
+            self.morphometry = None;
+            self.fe = None;
+        }
+        self.model = Some(model);
+        self.note = None;
+    }
+}
+
 /// Everything the side panel edits or shows.
 #[derive(Resource)]
 pub struct UiState {
@@ -62,6 +97,12 @@ pub struct UiState {
     pub threshold_value: f64,
     pub smoothing_sigma_voxels: f64,
     pub synthetic_bv_tv: f64,
+    /// Seed of the next ReconGAN cube.
+    pub recongan_seed: u64,
+    /// Target BV/TV of the next ReconGAN cube (the card's mean by default).
+    pub recongan_bv_tv: f64,
+    /// The built-in generator's card (`Err`: why it could not be read).
+    pub card: Result<GeneratorCard, String>,
     // Status.
     pub busy: Option<Busy>,
     pub stage: String,
@@ -69,15 +110,21 @@ pub struct UiState {
     pub error: Option<String>,
     /// (iteration, log10 relative residual) of the current or last solve.
     pub residuals: Vec<[f64; 2]>,
-    pub model: Option<Arc<ModelInfo>>,
-    pub fe: Option<FeSummary>,
+    /// The real and the generated microstructure.
+    pub slots: PerSlot<SlotState>,
     /// Pending "Open volume…" dialog (runs on its own thread).
     pub file_dialog: Option<Mutex<Receiver<Option<PathBuf>>>>,
     /// Smoothed frame time, ms.
     pub frame_ms: f32,
     // Scripted runs.
     pub solve_on_start: bool,
-    pub autosolve_sent: bool,
+    /// Set once the start-up microstructures were requested (when the microstructure view
+    /// is first shown).
+    pub startup_sent: bool,
+    /// Jobs a scripted run waits for: the start-up loads and, with `solve_on_start`, the
+    /// solves of each structure that arrived.
+    pub awaited: HashSet<JobId>,
+    pub autosolve_sent: PerSlot<bool>,
     /// Set when a solve finished (completed, cancelled or failed) since start.
     pub solves_finished: u32,
     pub solve_failed: bool,
@@ -86,6 +133,7 @@ pub struct UiState {
 impl Default for UiState {
     fn default() -> Self {
         let req = SolveRequest::default();
+        let card = osteolab::gan::builtin::builtin_card().map_err(|e| e.to_string());
         Self {
             young_modulus_mpa: req.material.young_modulus_mpa,
             poisson_ratio: req.material.poisson_ratio,
@@ -96,17 +144,21 @@ impl Default for UiState {
             threshold_value: 100.0,
             smoothing_sigma_voxels: SegmentParams::default().sigma_voxels,
             synthetic_bv_tv: SyntheticParams::default().bv_tv,
+            recongan_seed: 0,
+            recongan_bv_tv: card.as_ref().map_or(0.2, |c| c.bv_tv_mean),
+            card,
             busy: None,
             stage: String::new(),
             status: "starting…".into(),
             error: None,
             residuals: Vec::new(),
-            model: None,
-            fe: None,
+            slots: PerSlot::default(),
             file_dialog: None,
             frame_ms: 0.0,
             solve_on_start: false,
-            autosolve_sent: false,
+            startup_sent: false,
+            awaited: HashSet::new(),
+            autosolve_sent: PerSlot::default(),
             solves_finished: 0,
             solve_failed: false,
         }
@@ -145,6 +197,18 @@ impl UiState {
         }
     }
 
+    pub fn recongan_params(&self) -> ReconGanParams {
+        ReconGanParams {
+            seed: self.recongan_seed,
+            bv_tv: self.recongan_bv_tv,
+        }
+    }
+
+    /// A scripted run has nothing left to wait for.
+    pub fn startup_settled(&self) -> bool {
+        self.startup_sent && self.awaited.is_empty()
+    }
+
     fn apply(&mut self, event: Event) {
         match event {
             Event::Started { job, kind } => {
@@ -160,6 +224,16 @@ impl UiState {
                 }
             }
             Event::Stage { message, .. } => self.stage = message,
+            Event::Morphometry {
+                slot,
+                model,
+                result,
+                ..
+            } => {
+                let state = self.slots.get_mut(slot);
+                state.set_model(model);
+                state.morphometry = Some(result);
+            }
             // Handled by RemodelState.
             Event::Remodel(_) => {}
             Event::SolverProgress {
@@ -173,6 +247,7 @@ impl UiState {
                 }
             }
             Event::Finished { job, kind, outcome } => {
+                self.awaited.remove(&job);
                 if self.busy.as_ref().is_some_and(|b| b.job == job) {
                     self.busy = None;
                     self.stage.clear();
@@ -183,16 +258,17 @@ impl UiState {
                 match outcome {
                     Outcome::Completed(JobReport::Model(info)) => {
                         self.status = format!("loaded {}", info.label);
-                        self.model = Some(info);
-                        self.fe = None;
+                        self.slots.get_mut(info.slot).set_model(info);
                         self.residuals.clear();
                     }
                     Outcome::Completed(JobReport::Solve(summary)) => {
                         self.status = format!(
-                            "solved in {} iterations, {:.1} s",
-                            summary.iterations, summary.seconds
+                            "{} solved in {} iterations, {:.1} s",
+                            summary.slot.label(),
+                            summary.iterations,
+                            summary.seconds
                         );
-                        self.fe = Some(summary);
+                        self.slots.get_mut(summary.slot).fe = Some(summary);
                     }
                     Outcome::Cancelled { iteration } => {
                         self.status = match iteration {
@@ -213,18 +289,70 @@ impl UiState {
     }
 
     /// Sends a command, reporting a stopped runner in the panel instead of panicking.
-    pub fn send(&mut self, sim: &Sim, command: Command) {
-        if let Err(e) = sim.runner.send(command) {
-            self.error = Some(e.to_string());
+    pub fn send(&mut self, sim: &Sim, command: Command) -> Option<JobId> {
+        match sim.runner.send(command) {
+            Ok(job) => Some(job),
+            Err(e) => {
+                self.error = Some(e.to_string());
+                None
+            }
         }
     }
 
+    /// Loads a volume file into the real slot, whole, with the panel's segmentation.
     pub fn load_volume(&mut self, sim: &Sim, path: PathBuf) {
-        let params = LoadVolumeParams {
-            path,
-            segment: self.segment_params(),
-        };
+        let params = LoadVolumeParams::new(path, self.segment_params());
         self.send(sim, Command::LoadVolume(params));
+    }
+
+    /// Generates a ReconGAN cube into the generated slot with the panel's seed and BV/TV.
+    pub fn generate_recongan(&mut self, sim: &Sim) -> Option<JobId> {
+        let params = self.recongan_params();
+        self.send(sim, Command::GenerateReconGan(params))
+    }
+
+    /// Loads the micro-CT sample into the real slot as a sub-volume directly comparable with
+    /// the generated cubes (the generator's voxel edge and cube size); when the sample is
+    /// absent the slot says where it was looked for, and nothing else is substituted.
+    pub fn load_microct_sample(&mut self, sim: &Sim) -> Option<JobId> {
+        let card = match &self.card {
+            Ok(card) => card.clone(),
+            Err(e) => {
+                self.slots.real.note = Some(format!("no generator card to match: {e}"));
+                return None;
+            }
+        };
+        match osteolab::sample_data::locate_microct_sample() {
+            Ok(path) => {
+                let params = LoadVolumeParams::comparable_with(
+                    path,
+                    card.voxel_size_mm,
+                    card.architecture.size,
+                );
+                self.send(sim, Command::LoadVolume(params))
+            }
+            Err(looked_at) => {
+                self.slots.real.note = Some(format!(
+                    "micro-CT not found at {}; load a volume",
+                    looked_at.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// Solves the structure of `slot` with the panel's material and load.
+    pub fn solve(&mut self, sim: &Sim, slot: MicroSlot) -> Option<JobId> {
+        let request = self.solve_request();
+        self.send(sim, Command::Solve { slot, request })
+    }
+
+    /// The start-up structures: the ReconGAN cube (generated slot) and the micro-CT sample
+    /// (real slot); a scripted run waits for both.
+    fn start_microstructures(&mut self, sim: &Sim) {
+        let jobs = [self.generate_recongan(sim), self.load_microct_sample(sim)];
+        self.awaited.extend(jobs.into_iter().flatten());
+        self.startup_sent = true;
     }
 }
 
@@ -330,20 +458,17 @@ fn start_runner(
                 seen_generation: 0,
             };
             // The app opens on the built-in vertebra (its day 0, or running with
-            // --remodel-on-start) and the built-in synthetic microstructure; the model of the
-            // view shown first is built first.
-            let params = ui.synthetic_params();
+            // --remodel-on-start); the two microstructures (ReconGAN and the micro-CT sample)
+            // are built first when the app opens on them, otherwise when their view is first
+            // shown (see pump_runner).
             let scenario =
                 Scenario::builtin(DEFAULT_SCENARIO).unwrap_or_else(|| remodel.draft.clone());
             let paused = !remodel.remodel_on_start;
             let vertebra = VertebraSource::Builtin(remodel.vertebra_params);
             if *view == ViewKind::Micro {
-                ui.send(&sim, Command::GenerateSynthetic(params));
-                remodel.start(&sim, vertebra, scenario, paused);
-            } else {
-                remodel.start(&sim, vertebra, scenario, paused);
-                ui.send(&sim, Command::GenerateSynthetic(params));
+                ui.start_microstructures(&sim);
             }
+            remodel.start(&sim, vertebra, scenario, paused);
             remodel.launch_sent = true;
             commands.insert_resource(sim);
         }
@@ -353,6 +478,7 @@ fn start_runner(
 
 fn pump_runner(
     sim: Option<ResMut<Sim>>,
+    view: Res<ViewKind>,
     mut ui: ResMut<UiState>,
     mut remodel: ResMut<RemodelState>,
     mut scene: ResMut<SceneState>,
@@ -361,6 +487,9 @@ fn pump_runner(
     let Some(mut sim) = sim else {
         return;
     };
+    if *view == ViewKind::Micro && !ui.startup_sent {
+        ui.start_microstructures(&sim);
+    }
     for event in sim.runner.drain(1024, Duration::from_millis(3)) {
         match event {
             Event::Remodel(e) => remodel.apply(e),
@@ -369,20 +498,31 @@ fn pump_runner(
     }
     let mut seen = sim.seen_generation;
     if let Some(snapshot) = sim.runner.latest_snapshot(&mut seen) {
-        let new_model = scene
-            .shown
-            .as_ref()
-            .is_none_or(|s| !Arc::ptr_eq(&s.model, &snapshot.model));
+        // Reframe when a slot holds a different structure (not after a solve's recolouring).
+        let new_model = MicroSlot::ALL.iter().any(|&slot| {
+            let before = scene.shown.as_ref().and_then(|s| s.get(slot));
+            match (before, snapshot.get(slot)) {
+                (Some(a), Some(b)) => !Arc::ptr_eq(&a.model, &b.model),
+                (None, None) => false,
+                _ => true,
+            }
+        });
         scene.reframe |= new_model;
         scene.shown = Some(snapshot);
         scene.dirty = true;
     }
     sim.seen_generation = seen;
 
-    if ui.solve_on_start && !ui.autosolve_sent && ui.model.is_some() && ui.busy.is_none() {
-        ui.autosolve_sent = true;
-        let request = ui.solve_request();
-        ui.send(&sim, Command::Solve(request));
+    // Scripted solves: each structure once, as soon as it is there (jobs queue in order).
+    if ui.solve_on_start {
+        for slot in MicroSlot::ALL {
+            if !*ui.autosolve_sent.get(slot) && ui.slots.get(slot).model.is_some() {
+                *ui.autosolve_sent.get_mut(slot) = true;
+                if let Some(job) = ui.solve(&sim, slot) {
+                    ui.awaited.insert(job);
+                }
+            }
+        }
     }
     // Animate (spinner, live residual plot, the vertebra recolouring) while something runs;
     // idle otherwise.

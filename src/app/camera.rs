@@ -46,6 +46,16 @@ impl OrbitCamera {
         }
     }
 
+    /// The microstructure view with two cubes side by side along x: seen from the front,
+    /// a little to the right and above, so that neither cube hides the other.
+    pub fn micro_pair_default() -> Self {
+        Self {
+            yaw: 0.28,
+            pitch: 0.30,
+            ..Self::default()
+        }
+    }
+
     /// Sets the distance so a sphere of `radius` around the target spans `fill` times the
     /// smaller side of the visible 3-D area (the window minus the panels, see
     /// [`ViewportLayout`]); `fill` < 1 leaves a margin, > 1 suits flat models whose bounding
@@ -75,6 +85,9 @@ impl OrbitCamera {
 
 /// Framing of the microstructure (a cube: its bounding sphere is a fair bound).
 pub const MICRO_FILL: f32 = 0.85;
+/// Framing of the real and generated cubes side by side (a 2:1 box: its bounding sphere
+/// overstates the height on screen).
+pub const MICRO_PAIR_FILL: f32 = 1.1;
 /// Framing of the vertebra (a flat cylinder, half of it clipped away: its bounding sphere
 /// overstates the size on screen).
 pub const VERTEBRA_FILL: f32 = 1.2;

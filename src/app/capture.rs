@@ -2,8 +2,9 @@
 //! which simulated days reach the app.
 //!
 //! The screenshot is taken once at least N frames were rendered *and* the scene is ready:
-//! - microstructure view: a model is on screen for a few frames; with `solve_on_start`, the
-//!   solve has finished and the SED-coloured mesh is shown;
+//! - microstructure view: the start-up structures (the ReconGAN cube and, when the data is
+//!   present, the micro-CT sample) have arrived and are on screen for a few frames; with
+//!   `solve_on_start`, both have been solved and their SED-coloured meshes are shown;
 //! - vertebra view: the vertebra has been on screen for a few frames. A run started with
 //!   `--remodel-on-start` keeps going: the capture shows the day reached at that frame.
 //!
@@ -210,9 +211,8 @@ fn drive_capture(
         ViewKind::Micro => {
             let shown =
                 scene.shown.is_some() && !scene.dirty && scene.frames_since_shown >= SETTLE_FRAMES;
-            let solved = !request.solve_on_start
-                || (ui.solves_finished > 0 && ui.busy.is_none() && shown_has_solution(&scene, &ui));
-            shown && solved && ui.busy.is_none()
+            // The awaited jobs include the scripted solves (see bridge::pump_runner).
+            shown && ui.startup_settled() && ui.busy.is_none()
         }
         // The vertebra on screen (the run keeps going: the capture shows this frame's day).
         ViewKind::Vertebra => {
@@ -244,11 +244,6 @@ fn drive_capture(
             },
         );
     }
-}
-
-/// After a failed solve there is no SED field to wait for.
-fn shown_has_solution(scene: &SceneState, ui: &UiState) -> bool {
-    ui.solve_failed || scene.shown.as_ref().is_some_and(|s| s.fe.is_some())
 }
 
 /// Encodes the captured frame as RGB PNG and writes it atomically.

@@ -5,19 +5,21 @@
 //!   the displayed day, cut by a draggable sagittal clip plane whose cap shows the interior;
 //!   a timeline (play / pause / step / scrub, BMD plots with phase bands) and a scenario
 //!   editor. The run streams day by day from the simulation thread.
-//! - **Microstructure**: the trabecular surface and its micro-FE solve (SED colouring).
+//! - **Microstructure**: two trabecular cubes side by side, the real micro-CT sample and a
+//!   ReconGAN cube (the default source), their morphometry and micro-FE solves (SED colouring).
 //!
 //! Plugins and modules: [`bridge`] (runner resource, events → state resources, snapshots →
 //! scene), [`remodel`] (the vertebra view's state), [`scene`] (camera, materials, micro
 //! surface; picks a cheap path on software rasterisers), [`vertebra`] (the vertebra section
 //! mesh and its recolouring), [`camera`] (orbit camera, one per view), [`ui`],
-//! [`vertebra_panel`] and [`timeline`] (egui panels), [`capture`] (scripted screenshots,
+//! [`micro_panel`], [`vertebra_panel`] and [`timeline`] (egui panels), [`capture`] (scripted screenshots,
 //! frame times, days/s).
 
 mod bridge;
 mod camera;
 mod capture;
 mod colormap;
+mod micro_panel;
 mod pacing;
 mod remodel;
 mod scene;

@@ -1,5 +1,6 @@
-//! The 3-D scene: render-quality choice (software vs GPU), the bone surface entity, its
-//! materials, and the conversion from the core's `SurfaceMesh` to a `bevy::Mesh`.
+//! The 3-D scene: render-quality choice (software vs GPU), the two microstructure surfaces
+//! (real and generated, side by side along x), their materials, and the conversion from the
+//! core's `SurfaceMesh` to a `bevy::Mesh`.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use bevy::render::renderer::RenderAdapterInfo;
 use bevy::shader::ShaderRef;
 
 use osteolab::mesh::SurfaceMesh;
-use osteolab::runner::{SED_FIELD, Snapshot};
+use osteolab::runner::{MicroSlot, PerSlot, SED_FIELD, Snapshot};
 
 use super::camera::OrbitCamera;
 use super::colormap::{ColorScale, ScaleKind, viridis_srgb};
@@ -22,6 +23,9 @@ const BONE_SRGB: [f32; 3] = [0.87, 0.83, 0.74];
 
 /// The scene is scaled so the model's bounding-box diagonal is this many world units.
 pub const MODEL_DIAGONAL_UNITS: f32 = 10.0;
+
+/// Gap between the real and the generated cube, as a fraction of the larger cube's width.
+const PAIR_GAP_FRACTION: f32 = 0.3;
 
 /// Which model the 3-D view and the panels show.
 #[derive(Resource, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -106,24 +110,31 @@ impl RenderQuality {
 pub struct SceneState {
     pub quality: RenderQuality,
     pub scale_kind: ScaleKind,
-    /// The colour scale in use (after a solve), for the colour bar.
+    /// The colour scale in use (after a solve), common to both structures, for the colour bar.
     pub color_scale: Option<ColorScale>,
-    /// The snapshot currently displayed.
+    /// The snapshot currently displayed (both slots).
     pub shown: Option<Arc<Snapshot>>,
+    /// World position just above each displayed structure, where the overlay labels it.
+    pub label_anchors: PerSlot<Option<Vec3>>,
     /// Set when the mesh must be rebuilt (new snapshot, scale change, quality decided).
     pub dirty: bool,
     /// Set when the camera should frame a newly loaded model.
     pub reframe: bool,
     /// Frames rendered since the current snapshot was put on screen.
     pub frames_since_shown: u32,
-    /// Parent of the microstructure surface (hidden in the vertebra view).
+    /// Parent of the microstructure surfaces (hidden in the vertebra view).
     pub model_root: Entity,
-    surface: Entity,
-    mesh: Option<Handle<Mesh>>,
+    surfaces: PerSlot<SlotSurface>,
     /// Material of the PBR (GPU) path, shared with the vertebra view.
     pub pbr: Handle<StandardMaterial>,
     /// Material of the software path, shared with the vertebra view.
     pub headlight: Handle<HeadlightMaterial>,
+}
+
+/// The entity drawing one slot's surface and its current mesh.
+struct SlotSurface {
+    entity: Entity,
+    mesh: Option<Handle<Mesh>>,
 }
 
 #[derive(Component)]
@@ -187,13 +198,20 @@ fn setup_scene(
     let model_root = commands
         .spawn((Transform::default(), Visibility::Hidden))
         .id();
-    let surface = commands
-        .spawn((
-            Transform::default(),
-            Visibility::Hidden,
-            ChildOf(model_root),
-        ))
-        .id();
+    let mut surface = || SlotSurface {
+        entity: commands
+            .spawn((
+                Transform::default(),
+                Visibility::Hidden,
+                ChildOf(model_root),
+            ))
+            .id(),
+        mesh: None,
+    };
+    let surfaces = PerSlot {
+        real: surface(),
+        generated: surface(),
+    };
     let pbr = pbr_materials.add(StandardMaterial {
         base_color: Color::WHITE,
         perceptual_roughness: 0.55,
@@ -208,12 +226,12 @@ fn setup_scene(
         scale_kind: ScaleKind::Log,
         color_scale: None,
         shown: None,
+        label_anchors: PerSlot::default(),
         dirty: false,
         reframe: false,
         frames_since_shown: 0,
         model_root,
-        surface,
-        mesh: None,
+        surfaces,
         pbr,
         headlight,
     });
@@ -256,7 +274,9 @@ fn detect_render_quality(
     scene.dirty = true;
 }
 
-/// Rebuilds the surface mesh entity when the shown snapshot or the colour scale changed.
+/// Rebuilds the surface meshes when the shown snapshot or the colour scale changed: both
+/// structures share one SED colour scale (so their colours compare), the real one sits on the
+/// left and the generated one on the right, with a gap.
 fn update_surface(
     mut commands: Commands,
     mut scene: ResMut<SceneState>,
@@ -274,55 +294,133 @@ fn update_surface(
     let Some(snapshot) = scene.shown.clone() else {
         return;
     };
-    let field = snapshot.field(SED_FIELD);
-    let scale = field.map(|f| ColorScale::robust(scene.scale_kind, f));
+    let all_sed: Vec<f32> = MicroSlot::ALL
+        .iter()
+        .filter_map(|&slot| snapshot.get(slot)?.field(SED_FIELD))
+        .flatten()
+        .copied()
+        .collect();
+    let scale = (!all_sed.is_empty()).then(|| ColorScale::robust(scene.scale_kind, &all_sed));
     scene.color_scale = scale;
-    let mesh = to_bevy_mesh(&snapshot.mesh, field.zip(scale));
-    let handle = meshes.add(mesh);
-    if let Some(old) = scene.mesh.replace(handle.clone()) {
-        meshes.remove(&old);
-    }
     let software = matches!(scene.quality, RenderQuality::Software { .. });
-    let mut surface = commands.entity(scene.surface);
-    surface.insert((Mesh3d(handle), Visibility::Inherited));
-    if software {
-        surface
-            .remove::<MeshMaterial3d<StandardMaterial>>()
-            .insert(MeshMaterial3d(scene.headlight.clone()));
-    } else {
-        surface
-            .remove::<MeshMaterial3d<HeadlightMaterial>>()
-            .insert(MeshMaterial3d(scene.pbr.clone()));
+    let offsets = pair_offsets(&snapshot);
+    let mut combined: Option<(Vec3, Vec3)> = None;
+    for slot in MicroSlot::ALL {
+        let entity = scene.surfaces.get(slot).entity;
+        let Some(shown) = snapshot.get(slot) else {
+            commands.entity(entity).insert(Visibility::Hidden);
+            if let Some(old) = scene.surfaces.get_mut(slot).mesh.take() {
+                meshes.remove(&old);
+            }
+            continue;
+        };
+        let field = shown.field(SED_FIELD);
+        let handle = meshes.add(to_bevy_mesh(&shown.mesh, field.zip(scale)));
+        if let Some(old) = scene.surfaces.get_mut(slot).mesh.replace(handle.clone()) {
+            meshes.remove(&old);
+        }
+        let offset = *offsets.get(slot);
+        let mut surface = commands.entity(entity);
+        surface.insert((
+            Mesh3d(handle),
+            Visibility::Inherited,
+            Transform::from_translation(offset),
+        ));
+        if software {
+            surface
+                .remove::<MeshMaterial3d<StandardMaterial>>()
+                .insert(MeshMaterial3d(scene.headlight.clone()));
+        } else {
+            surface
+                .remove::<MeshMaterial3d<HeadlightMaterial>>()
+                .insert(MeshMaterial3d(scene.pbr.clone()));
+        }
+        if let Some((lo, hi)) = bounds(&shown.mesh) {
+            let (lo, hi) = (lo + offset, hi + offset);
+            combined = Some(match combined {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            });
+        }
     }
     scene.frames_since_shown = 0;
 
+    let Some((lo, hi)) = combined else {
+        return;
+    };
+    // z (the loading axis) up on screen, the pair centred at the origin, its diagonal scaled
+    // to MODEL_DIAGONAL_UNITS.
+    let rotation = Quat::from_rotation_x(-std::f32::consts::FRAC_PI_2);
+    let centre = (lo + hi) * 0.5;
+    let diagonal = (hi - lo).length().max(1e-6);
+    let s = MODEL_DIAGONAL_UNITS / diagonal;
+    let root = Transform {
+        translation: -(rotation * centre) * s,
+        rotation,
+        scale: Vec3::splat(s),
+    };
+    if let Ok(mut t) = transforms.get_mut(scene.model_root) {
+        *t = root;
+    }
+    for slot in MicroSlot::ALL {
+        let anchor = snapshot.get(slot).and_then(|shown| {
+            let (a, b) = bounds(&shown.mesh)?;
+            let offset = *offsets.get(slot);
+            let top = Vec3::new(
+                0.5 * (a.x + b.x),
+                0.5 * (a.y + b.y),
+                b.z + 0.06 * (b.z - a.z),
+            );
+            Some(root.transform_point(top + offset))
+        });
+        *scene.label_anchors.get_mut(slot) = anchor;
+    }
     if scene.reframe {
         scene.reframe = false;
-        if let Some((lo, hi)) = bounds(&snapshot.mesh) {
-            // z (the loading axis) up on screen, model centred at the origin, diagonal scaled
-            // to MODEL_DIAGONAL_UNITS.
-            let rotation = Quat::from_rotation_x(-std::f32::consts::FRAC_PI_2);
-            let centre = (lo + hi) * 0.5;
-            let diagonal = (hi - lo).length().max(1e-6);
-            let s = MODEL_DIAGONAL_UNITS / diagonal;
-            if let Ok(mut t) = transforms.get_mut(scene.model_root) {
-                *t = Transform {
-                    translation: -(rotation * centre) * s,
-                    rotation,
-                    scale: Vec3::splat(s),
+        if *active == ViewKind::Micro {
+            let pair = MicroSlot::ALL.iter().all(|s| snapshot.get(*s).is_some());
+            for mut orbit in &mut cameras {
+                *orbit = if pair {
+                    OrbitCamera::micro_pair_default()
+                } else {
+                    OrbitCamera::default()
                 };
-            }
-            if *active == ViewKind::Micro {
-                for mut orbit in &mut cameras {
-                    *orbit = OrbitCamera::default();
-                    orbit.frame_in(
-                        MODEL_DIAGONAL_UNITS * 0.5,
-                        super::camera::MICRO_FILL,
-                        &layout,
-                    );
-                }
+                let fill = if pair {
+                    super::camera::MICRO_PAIR_FILL
+                } else {
+                    super::camera::MICRO_FILL
+                };
+                orbit.frame_in(MODEL_DIAGONAL_UNITS * 0.5, fill, &layout);
             }
         }
+    }
+}
+
+/// Translations (model coordinates, mm) that put the real structure left of the origin and
+/// the generated one right of it, a gap between them, both centred in y and z; a structure
+/// shown alone is centred.
+fn pair_offsets(snapshot: &Snapshot) -> PerSlot<Vec3> {
+    let boxes = PerSlot {
+        real: snapshot.get(MicroSlot::Real).and_then(|s| bounds(&s.mesh)),
+        generated: snapshot
+            .get(MicroSlot::Generated)
+            .and_then(|s| bounds(&s.mesh)),
+    };
+    let centre = |b: Option<(Vec3, Vec3)>| b.map_or(Vec3::ZERO, |(lo, hi)| (lo + hi) * 0.5);
+    let width = |b: Option<(Vec3, Vec3)>| b.map_or(0.0, |(lo, hi)| hi.x - lo.x);
+    match (boxes.real, boxes.generated) {
+        (Some(_), Some(_)) => {
+            let gap = PAIR_GAP_FRACTION * width(boxes.real).max(width(boxes.generated));
+            PerSlot {
+                real: Vec3::new(-0.5 * (gap + width(boxes.real)), 0.0, 0.0) - centre(boxes.real),
+                generated: Vec3::new(0.5 * (gap + width(boxes.generated)), 0.0, 0.0)
+                    - centre(boxes.generated),
+            }
+        }
+        _ => PerSlot {
+            real: -centre(boxes.real),
+            generated: -centre(boxes.generated),
+        },
     }
 }
 

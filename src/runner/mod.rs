@@ -1,7 +1,9 @@
 //! The simulation thread: commands in, events and snapshots out, a cancel token.
 //!
-//! One long-lived thread owns the simulation state (the loaded microstructure, its live-view
-//! surface mesh, the last FE solution). Consumers (the app, the command line, tests) talk to it
+//! One long-lived thread owns the simulation state: two microstructures side by side (the
+//! [`MicroSlot::Real`] one, a loaded volume such as the micro-CT sample, and the
+//! [`MicroSlot::Generated`] one, a ReconGAN cube or the synthetic test structure), each with its
+//! live-view surface mesh, its morphometry and its last FE solution. Consumers (the app, the command line, tests) talk to it
 //! only through a [`Runner`] handle:
 //!
 //! - **Commands in** over an unbounded channel ([`Command`]): tiny messages that never block.
@@ -9,8 +11,8 @@
 //!   (`try_send`; when the consumer lags, progress points are dropped and counted, see
 //!   [`Runner::dropped_progress`]); [`Event::Started`], [`Event::Stage`] and [`Event::Finished`]
 //!   are lossless.
-//! - **Big data out** through a latest-wins slot ([`LatestSlot`] of [`Snapshot`]): surface meshes
-//!   with per-vertex scalar fields and the FE summary. The consumer clones the `Arc` only when the
+//! - **Big data out** through a latest-wins slot ([`LatestSlot`] of [`Snapshot`]): per
+//!   microstructure, the surface mesh with per-vertex scalar fields and the FE summary. The consumer clones the `Arc` only when the
 //!   generation changed; the simulation never waits for the screen.
 //! - **Waker**: an optional closure, called after every event or snapshot, that the app uses to
 //!   wake a reactive (idle) window.
@@ -29,6 +31,7 @@
 //! The pattern follows Bevy's `external_source_external_thread` example and rerun's
 //! "one channel in, one channel out, drained each frame under a budget" design.
 
+mod micro_slot;
 pub mod remodel;
 pub mod section;
 mod slot;
@@ -43,10 +46,12 @@ use std::time::{Duration, Instant};
 
 use crate::fe::{BoundaryCondition, Material};
 use crate::mesh::SurfaceMesh;
+use crate::morph::Morphometry;
 use crate::synthetic::SyntheticParams;
 use crate::volume::Grid;
 use crate::volume::segment::SegmentParams;
 
+pub use micro_slot::{MicroSlot, PerSlot};
 pub use remodel::{
     DayField, FieldHistory, RemodelCommand, RemodelEvent, RemodelInfo, StartRemodel, VertebraSource,
 };
@@ -68,13 +73,55 @@ pub type JobId = u64;
 /// A closure called (from the simulation thread) whenever an event or snapshot is published.
 pub type Waker = Box<dyn Fn() + Send + Sync>;
 
-/// What to load and how to segment it.
-#[derive(Clone, Debug)]
+/// What to load and how to segment it (into the [`MicroSlot::Real`] slot).
+#[derive(Clone, Debug, PartialEq)]
 pub struct LoadVolumeParams {
     /// Path of the volume (`.json` sidecar, NIfTI, DICOM folder, image stack).
     pub path: PathBuf,
     /// Segmentation: threshold (Otsu or a value) and Gaussian smoothing.
     pub segment: SegmentParams,
+    /// Downsample the grey values (block mean) to this voxel edge before segmenting; it must
+    /// be an integer multiple (within 1 %) of the file's isotropic voxel edge. `None` keeps
+    /// the file's resolution.
+    pub voxel_size_mm: Option<f64>,
+    /// Keep only the centred cube of this edge (voxels, after downsampling) and, within it,
+    /// the largest 6-connected bone component. `None` keeps the whole volume.
+    pub centre_cube_voxels: Option<usize>,
+}
+
+impl LoadVolumeParams {
+    /// The whole volume at its own resolution.
+    pub fn new(path: PathBuf, segment: SegmentParams) -> Self {
+        Self {
+            path,
+            segment,
+            voxel_size_mm: None,
+            centre_cube_voxels: None,
+        }
+    }
+
+    /// A sub-volume directly comparable with the cubes of a generator trained on it: grey
+    /// values downsampled to the generator's voxel edge, Otsu threshold after σ = 1 voxel
+    /// Gaussian smoothing, largest component, the centred cube of the generator's edge.
+    pub fn comparable_with(path: PathBuf, voxel_size_mm: f64, cube_voxels: usize) -> Self {
+        Self {
+            path,
+            segment: SegmentParams::default(),
+            voxel_size_mm: Some(voxel_size_mm),
+            centre_cube_voxels: Some(cube_voxels),
+        }
+    }
+}
+
+/// What to generate with the built-in ReconGAN generator (into the [`MicroSlot::Generated`]
+/// slot; see [`crate::gan::builtin`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReconGanParams {
+    /// Seed of the latent vector ([`crate::gan::latent_for`]`(seed, 0, latent_dim)`).
+    pub seed: u64,
+    /// Target bone volume fraction of the thresholded cube, in (0, 1]; the generator card's
+    /// mean is the natural default.
+    pub bv_tv: f64,
 }
 
 /// An axial compression/tension test of the loaded microstructure.
@@ -110,12 +157,20 @@ impl Default for SolveRequest {
 /// Commands accepted by the simulation thread.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Read a volume from disk, segment it, mesh it; replaces the current microstructure.
+    /// Read a volume from disk, segment it, mesh it, measure it; replaces the
+    /// [`MicroSlot::Real`] microstructure.
     LoadVolume(LoadVolumeParams),
-    /// Generate the built-in synthetic trabecular structure; replaces the current one.
+    /// Generate a cube with the built-in ReconGAN generator, mesh it, measure it; replaces the
+    /// [`MicroSlot::Generated`] microstructure.
+    GenerateReconGan(ReconGanParams),
+    /// Generate the procedural synthetic test structure (see [`crate::synthetic`]); replaces
+    /// the [`MicroSlot::Generated`] microstructure.
     GenerateSynthetic(SyntheticParams),
-    /// Solve an axial test on the current microstructure and recolour the mesh by SED.
-    Solve(SolveRequest),
+    /// Solve an axial test on the microstructure of `slot` and recolour its mesh by SED.
+    Solve {
+        slot: MicroSlot,
+        request: SolveRequest,
+    },
     /// Cancel the running micro-FE job and every one queued before this command (the
     /// remodeling run has its own [`RemodelCommand::Cancel`]).
     Cancel,
@@ -129,6 +184,7 @@ pub enum Command {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
     LoadVolume,
+    GenerateReconGan,
     GenerateSynthetic,
     Solve,
 }
@@ -137,28 +193,30 @@ impl JobKind {
     pub fn label(self) -> &'static str {
         match self {
             JobKind::LoadVolume => "load volume",
+            JobKind::GenerateReconGan => "generate ReconGAN",
             JobKind::GenerateSynthetic => "generate synthetic",
             JobKind::Solve => "solve",
         }
     }
 }
 
-/// Where the current microstructure came from.
+/// Where a microstructure came from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelSource {
-    /// The built-in procedural structure.
+    /// The built-in procedural test structure.
     Synthetic(SyntheticParams),
-    /// A volume file, segmented with the given parameters.
-    File {
-        path: PathBuf,
-        segment: SegmentParams,
-    },
+    /// The built-in ReconGAN generator.
+    ReconGan(ReconGanParams),
+    /// A volume file, resampled and segmented as given.
+    File(LoadVolumeParams),
 }
 
-/// Description of the current microstructure.
+/// Description of a held microstructure.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelInfo {
-    /// Human-readable label, e.g. "synthetic (BV/TV 0.25, 64³)" or the file name.
+    /// Which of the two held microstructures this is.
+    pub slot: MicroSlot,
+    /// Human-readable label, e.g. "ReconGAN seed 0, 64³, BV/TV 0.208" or the file name.
     pub label: String,
     pub source: ModelSource,
     pub grid: Grid,
@@ -172,11 +230,21 @@ impl ModelInfo {
     pub fn is_synthetic(&self) -> bool {
         matches!(self.source, ModelSource::Synthetic(_))
     }
+
+    /// The ReconGAN seed, for a generated cube.
+    pub fn recongan_seed(&self) -> Option<u64> {
+        match &self.source {
+            ModelSource::ReconGan(p) => Some(p.seed),
+            _ => None,
+        }
+    }
 }
 
 /// Results of an axial solve, without the per-voxel fields.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FeSummary {
+    /// The microstructure that was solved.
+    pub slot: MicroSlot,
     pub request: SolveRequest,
     pub dofs: usize,
     pub elements: usize,
@@ -192,9 +260,24 @@ pub struct FeSummary {
     pub surface_sed_range_mpa: [f32; 2],
 }
 
-/// The big, latest-wins state published by the simulation thread.
-#[derive(Clone, Debug)]
+/// The big, latest-wins state published by the simulation thread: what each slot holds.
+/// A slot whose microstructure did not change keeps the same `Arc`, so consumers can tell
+/// which one to redraw with [`Arc::ptr_eq`].
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    pub slots: PerSlot<Option<Arc<SlotSnapshot>>>,
+}
+
+impl Snapshot {
+    /// What `slot` holds, if anything.
+    pub fn get(&self, slot: MicroSlot) -> Option<&Arc<SlotSnapshot>> {
+        self.slots.get(slot).as_ref()
+    }
+}
+
+/// One held microstructure as the screen needs it.
+#[derive(Clone, Debug)]
+pub struct SlotSnapshot {
     pub model: Arc<ModelInfo>,
     /// Live-view surface in world coordinates (mm); after a solve it carries the
     /// [`SED_FIELD`] per-vertex scalar.
@@ -205,7 +288,7 @@ pub struct Snapshot {
     pub fe: Option<FeSummary>,
 }
 
-impl Snapshot {
+impl SlotSnapshot {
     /// The per-vertex scalar field called `name`, if present.
     pub fn field(&self, name: &str) -> Option<&[f32]> {
         self.mesh
@@ -254,6 +337,16 @@ pub enum Event {
         job: JobId,
         iteration: usize,
         relative_residual: f64,
+    },
+    /// The morphometry ([`crate::morph::morphometry`], default parameters) of a microstructure
+    /// a load or generation job has just built; sent (losslessly) before that job's
+    /// `Finished`. A structure the indices are undefined for (e.g. no marrow) gives `Err`
+    /// with the reason; the job still completes.
+    Morphometry {
+        job: JobId,
+        slot: MicroSlot,
+        model: Arc<ModelInfo>,
+        result: Result<Morphometry, String>,
     },
     Finished {
         job: JobId,
@@ -578,327 +671,7 @@ impl Drop for Runner {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EVENT_TIMEOUT: Duration = Duration::from_secs(300);
-
-    /// A small synthetic cube (24³ voxels of 40 µm, BV/TV 0.3, spacing 0.4 mm) that solves in
-    /// well under a second.
-    fn small_synthetic() -> SyntheticParams {
-        SyntheticParams {
-            size_voxels: 24,
-            voxel_size_mm: 0.04,
-            bv_tv: 0.3,
-            wavelength_mm: 0.4,
-            ..SyntheticParams::default()
-        }
-    }
-
-    /// Collects events until the job `job` finishes; panics on timeout.
-    fn events_until_finished(runner: &Runner, job: JobId) -> Vec<Event> {
-        let mut out = Vec::new();
-        let start = Instant::now();
-        loop {
-            let e = runner.recv_timeout(Duration::from_millis(200)).or_else(|| {
-                assert!(start.elapsed() < EVENT_TIMEOUT, "no Finished for job {job}");
-                None
-            });
-            if let Some(e) = e {
-                let done = matches!(&e, Event::Finished { job: j, .. } if *j == job);
-                out.push(e);
-                if done {
-                    return out;
-                }
-            }
-        }
-    }
-
-    fn outcome_of(events: &[Event], job: JobId) -> &Outcome {
-        events
-            .iter()
-            .find_map(|e| match e {
-                Event::Finished {
-                    job: j, outcome, ..
-                } if *j == job => Some(outcome),
-                _ => None,
-            })
-            .expect("job finished")
-    }
-
-    fn spawn() -> Runner {
-        Runner::spawn(RunnerOptions {
-            solver_threads: Some(2),
-            ..RunnerOptions::default()
-        })
-        .expect("runner starts")
-    }
-
-    #[test]
-    fn synthetic_solve_goes_started_progress_finished_with_sed_snapshot() {
-        let woken = Arc::new(AtomicU64::new(0));
-        let w = Arc::clone(&woken);
-        let runner = Runner::spawn(RunnerOptions {
-            waker: Some(Box::new(move || {
-                w.fetch_add(1, Ordering::Relaxed);
-            })),
-            solver_threads: Some(2),
-            ..RunnerOptions::default()
-        })
-        .unwrap();
-        let generate = runner
-            .send(Command::GenerateSynthetic(small_synthetic()))
-            .unwrap();
-        let events = events_until_finished(&runner, generate);
-        let Outcome::Completed(JobReport::Model(info)) = outcome_of(&events, generate) else {
-            panic!("generation failed: {events:?}");
-        };
-        assert!(info.is_synthetic());
-        assert!((info.bv_tv - 0.3).abs() < 0.02, "BV/TV {}", info.bv_tv);
-        let mut seen = 0;
-        let first = runner.latest_snapshot(&mut seen).expect("mesh published");
-        assert!(first.mesh.indices.len() >= 3 && first.fe.is_none());
-        assert!(first.field(SED_FIELD).is_none());
-
-        let solve = runner
-            .send(Command::Solve(SolveRequest {
-                tolerance: 1e-6,
-                ..SolveRequest::default()
-            }))
-            .unwrap();
-        let events = events_until_finished(&runner, solve);
-        // Order: Started first, then progress with increasing iterations, Finished last.
-        assert!(matches!(
-            events.first(),
-            Some(Event::Started {
-                kind: JobKind::Solve,
-                ..
-            })
-        ));
-        let iterations: Vec<usize> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::SolverProgress { iteration, .. } => Some(*iteration),
-                _ => None,
-            })
-            .collect();
-        assert!(!iterations.is_empty(), "no progress events: {events:?}");
-        assert!(iterations.windows(2).all(|w| w[0] < w[1]));
-        let Outcome::Completed(JobReport::Solve(summary)) = outcome_of(&events, solve) else {
-            panic!("solve did not complete: {events:?}");
-        };
-        assert!(summary.iterations > 0 && summary.relative_residual <= 1e-6);
-        // Compression: negative reaction, positive apparent modulus below the tissue modulus.
-        assert!(summary.reaction_force_n < 0.0);
-        assert!(summary.e_app_mpa > 0.0 && summary.e_app_mpa < 10_000.0);
-
-        let snap = runner
-            .latest_snapshot(&mut seen)
-            .expect("coloured mesh published");
-        assert_eq!(snap.fe, Some(*summary));
-        assert!(
-            Arc::ptr_eq(&snap.model, &first.model),
-            "same microstructure"
-        );
-        let sed = snap.field(SED_FIELD).expect("sed_mpa field");
-        assert_eq!(sed.len(), snap.mesh.positions.len());
-        // Every vertex value is a (weighted mean of) bone-voxel SED, so it lies within the
-        // voxel range; tolerance 1e-6 relative for the f32 weighting.
-        let [lo, hi] = summary.sed_range_mpa;
-        assert!(hi > 0.0);
-        let slack = 1e-6 * hi;
-        assert!(
-            sed.iter()
-                .all(|v| v.is_finite() && *v >= -slack && *v <= hi + slack)
-        );
-        assert!(lo >= 0.0);
-        assert!(woken.load(Ordering::Relaxed) >= 4, "waker called on events");
-        runner.shutdown(Duration::from_secs(10)).unwrap();
-    }
-
-    #[test]
-    fn cancel_mid_solve_ends_with_cancelled_outcome() {
-        let runner = spawn();
-        let generate = runner
-            .send(Command::GenerateSynthetic(SyntheticParams {
-                size_voxels: 32,
-                ..small_synthetic()
-            }))
-            .unwrap();
-        events_until_finished(&runner, generate);
-        // An unreachable tolerance: the solve can only end by cancellation.
-        let solve = runner
-            .send(Command::Solve(SolveRequest {
-                tolerance: 1e-30,
-                ..SolveRequest::default()
-            }))
-            .unwrap();
-        let start = Instant::now();
-        let mut outcome = None;
-        let mut cancelled = false;
-        while outcome.is_none() {
-            assert!(start.elapsed() < EVENT_TIMEOUT);
-            match runner.recv_timeout(Duration::from_millis(200)) {
-                Some(Event::SolverProgress { .. }) if !cancelled => {
-                    runner.cancel().unwrap();
-                    cancelled = true;
-                }
-                Some(Event::Finished {
-                    job, outcome: o, ..
-                }) if job == solve => outcome = Some(o),
-                _ => {}
-            }
-        }
-        assert!(cancelled, "no progress before the end");
-        match outcome.unwrap() {
-            // The solver reports the iteration it stopped at (0 = before the first update).
-            Outcome::Cancelled { iteration: Some(_) } => {}
-            other => panic!("expected Cancelled, got {other:?}"),
-        }
-        // The runner stays usable: a later solve is not affected by the earlier cancel.
-        let again = runner
-            .send(Command::Solve(SolveRequest {
-                tolerance: 1e-4,
-                ..SolveRequest::default()
-            }))
-            .unwrap();
-        let events = events_until_finished(&runner, again);
-        assert!(matches!(
-            outcome_of(&events, again),
-            Outcome::Completed(JobReport::Solve(_))
-        ));
-        runner.shutdown(Duration::from_secs(10)).unwrap();
-    }
-
-    #[test]
-    fn cancel_before_start_cancels_queued_jobs_only() {
-        let runner = spawn();
-        let a = runner
-            .send(Command::GenerateSynthetic(small_synthetic()))
-            .unwrap();
-        let b = runner
-            .send(Command::Solve(SolveRequest::default()))
-            .unwrap();
-        runner.cancel().unwrap();
-        let c = runner
-            .send(Command::GenerateSynthetic(small_synthetic()))
-            .unwrap();
-        let events = events_until_finished(&runner, c);
-        assert!(matches!(
-            outcome_of(&events, a),
-            Outcome::Cancelled { .. } | Outcome::Completed(_)
-        ));
-        assert_eq!(
-            outcome_of(&events, b),
-            &Outcome::Cancelled { iteration: None }
-        );
-        assert!(matches!(outcome_of(&events, c), Outcome::Completed(_)));
-    }
-
-    #[test]
-    fn bad_path_gives_failed_event_naming_the_file() {
-        let runner = spawn();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("no-such-volume.json");
-        let job = runner
-            .send(Command::LoadVolume(LoadVolumeParams {
-                path: path.clone(),
-                segment: SegmentParams::default(),
-            }))
-            .unwrap();
-        let events = events_until_finished(&runner, job);
-        match outcome_of(&events, job) {
-            Outcome::Failed(message) => {
-                assert!(message.contains("no-such-volume.json"), "{message}")
-            }
-            other => panic!("expected Failed, got {other:?}"),
-        }
-        // Solving with nothing loaded fails cleanly too.
-        let solve = runner
-            .send(Command::Solve(SolveRequest::default()))
-            .unwrap();
-        let events = events_until_finished(&runner, solve);
-        assert!(
-            matches!(outcome_of(&events, solve), Outcome::Failed(m) if m.contains("no microstructure"))
-        );
-    }
-
-    #[test]
-    fn shutdown_joins_even_while_solving() {
-        let runner = spawn();
-        let generate = runner
-            .send(Command::GenerateSynthetic(small_synthetic()))
-            .unwrap();
-        events_until_finished(&runner, generate);
-        runner
-            .send(Command::Solve(SolveRequest {
-                tolerance: 1e-30,
-                ..SolveRequest::default()
-            }))
-            .unwrap();
-        // Wait until the solve is iterating, then stop without draining further events.
-        let start = Instant::now();
-        while !matches!(
-            runner.recv_timeout(Duration::from_millis(200)),
-            Some(Event::SolverProgress { .. })
-        ) {
-            assert!(start.elapsed() < EVENT_TIMEOUT);
-        }
-        assert!(runner.is_running());
-        runner.shutdown(Duration::from_secs(30)).unwrap();
-        assert!(!runner.is_running());
-        assert!(matches!(
-            runner.send(Command::Cancel),
-            Err(RunnerError::Stopped)
-        ));
-        // Idempotent.
-        runner.shutdown(Duration::from_secs(1)).unwrap();
-    }
-
-    #[test]
-    fn lagging_consumer_drops_progress_not_finished() {
-        // A channel of 4 events that nobody drains during the solve: progress overflows and is
-        // counted, the lossless Finished still arrives once the consumer reads.
-        let runner = Runner::spawn(RunnerOptions {
-            event_capacity: 4,
-            solver_threads: Some(2),
-            ..RunnerOptions::default()
-        })
-        .unwrap();
-        let generate = runner
-            .send(Command::GenerateSynthetic(small_synthetic()))
-            .unwrap();
-        events_until_finished(&runner, generate);
-        let solve = runner
-            .send(Command::Solve(SolveRequest {
-                tolerance: 1e-10,
-                ..SolveRequest::default()
-            }))
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
-        let events = events_until_finished(&runner, solve);
-        assert!(matches!(
-            outcome_of(&events, solve),
-            Outcome::Completed(JobReport::Solve(_))
-        ));
-        let Outcome::Completed(JobReport::Solve(s)) = outcome_of(&events, solve) else {
-            unreachable!()
-        };
-        // Started and Stage take two of the four slots; more than two progress events
-        // cannot all fit.
-        assert!(
-            s.iterations > 4,
-            "too few iterations to overflow: {}",
-            s.iterations
-        );
-        assert!(runner.dropped_progress() > 0);
-        let delivered = events
-            .iter()
-            .filter(|e| matches!(e, Event::SolverProgress { .. }))
-            .count() as u64;
-        assert!(delivered + runner.dropped_progress() >= s.iterations as u64);
-    }
-}
+mod micro_tests;
 
 #[cfg(test)]
 mod remodel_tests;

@@ -1,6 +1,6 @@
-//! The simulation thread: owns the current microstructure and the remodeling run, runs one
-//! micro-FE job at a time and steps the remodeling run one day at a time in between (see
-//! [`remodel`]).
+//! The simulation thread: owns the two microstructures (real and generated, see
+//! [`MicroSlot`]) and the remodeling run, runs one micro-FE job at a time and steps the
+//! remodeling run one day at a time in between (see [`remodel`]).
 
 mod remodel;
 
@@ -13,12 +13,16 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use super::remodel::FieldHistory;
 use super::{
     CancelState, Command, Envelope, Event, FeSummary, JobId, JobKind, JobReport, LatestSlot,
-    LoadVolumeParams, ModelInfo, ModelSource, Outcome, SED_FIELD, Snapshot, SolveRequest, Waker,
+    LoadVolumeParams, MicroSlot, ModelInfo, ModelSource, Outcome, PerSlot, ReconGanParams,
+    SED_FIELD, SlotSnapshot, Snapshot, SolveRequest, Waker,
 };
 use crate::fe::{self, AxialLoad, FeError, SolveControl, SolverParams, SolverProgress};
+use crate::gan::{self, Generator};
 use crate::mesh::{self, ExtractParams, SurfaceMesh};
+use crate::morph::{self, MorphParams, Morphometry};
 use crate::synthetic::{self, SyntheticParams};
-use crate::volume::{self, BoneMask};
+use crate::volume::segment::{VoxelBox, downsample_volume, largest_component};
+use crate::volume::{self, BoneMask, Dims};
 
 /// Sends events to the consumer and wakes it.
 pub(crate) struct Emitter {
@@ -74,7 +78,7 @@ impl Emitter {
     }
 }
 
-/// The microstructure the runner currently holds.
+/// A microstructure the runner holds (one per [`MicroSlot`]).
 struct Current {
     info: Arc<ModelInfo>,
     mask: Arc<BoneMask>,
@@ -96,7 +100,12 @@ pub(crate) struct Worker {
     cancel: Arc<CancelState>,
     pool: rayon::ThreadPool,
     max_live_triangles: usize,
-    current: Option<Current>,
+    /// The two held microstructures.
+    current: PerSlot<Option<Current>>,
+    /// What the last snapshot showed of each slot (the coloured mesh after a solve).
+    shown: PerSlot<Option<Arc<SlotSnapshot>>>,
+    /// The built-in ReconGAN generator, built on first use.
+    generator: Option<Arc<Generator>>,
     /// Cancellation of the remodeling run (independent of the micro-FE jobs).
     remodel_cancel: Arc<CancelState>,
     history: FieldHistory,
@@ -124,7 +133,9 @@ impl Worker {
             cancel: parts.cancel,
             pool: parts.pool,
             max_live_triangles: parts.max_live_triangles,
-            current: None,
+            current: PerSlot::default(),
+            shown: PerSlot::default(),
+            generator: None,
             remodel_cancel: parts.remodel_cancel,
             history: parts.history,
             remodel: None,
@@ -168,8 +179,9 @@ impl Worker {
     fn run_micro_job(&mut self, job: JobId, command: Command) {
         let kind = match &command {
             Command::LoadVolume(_) => JobKind::LoadVolume,
+            Command::GenerateReconGan(_) => JobKind::GenerateReconGan,
             Command::GenerateSynthetic(_) => JobKind::GenerateSynthetic,
-            Command::Solve(_) => JobKind::Solve,
+            Command::Solve { .. } => JobKind::Solve,
             Command::Cancel | Command::Shutdown | Command::Remodel(_) => return,
         };
         self.emitter.send(Event::Started { job, kind });
@@ -195,8 +207,9 @@ impl Worker {
     fn run_job(&mut self, job: JobId, command: Command) -> Result<JobReport, Stop> {
         match command {
             Command::LoadVolume(params) => self.load_volume(job, params),
+            Command::GenerateReconGan(params) => self.generate_recongan(job, params),
             Command::GenerateSynthetic(params) => self.generate_synthetic(job, params),
-            Command::Solve(request) => self.solve(job, request),
+            Command::Solve { slot, request } => self.solve(job, slot, request),
             Command::Cancel | Command::Shutdown | Command::Remodel(_) => {
                 Err(Stop::Failed("not a micro-FE job".into()))
             }
@@ -221,36 +234,137 @@ impl Worker {
     fn load_volume(&mut self, job: JobId, params: LoadVolumeParams) -> Result<JobReport, Stop> {
         let path = params.path.clone();
         self.stage(job, format!("reading {}", path.display()));
-        let volume = volume::load_volume(&path).map_err(|e| failed_naming(&path, &e))?;
+        let mut volume = volume::load_volume(&path).map_err(|e| failed_naming(&path, &e))?;
         self.check_cancel(job)?;
+        if let Some(target_mm) = params.voxel_size_mm {
+            let factor = downsample_factor(volume.grid.voxel_size_mm, target_mm)
+                .map_err(|m| Stop::Failed(format!("{}: {m}", path.display())))?;
+            if factor > 1 {
+                self.stage(job, format!("downsampling ×{factor} to {target_mm} mm"));
+                volume = self
+                    .pool
+                    .install(|| downsample_volume(&volume, factor))
+                    .map_err(|e| failed_naming(&path, &e))?;
+                self.check_cancel(job)?;
+            }
+        }
         self.stage(job, "segmenting");
         let segment_params = params.segment;
-        let (mask, threshold) = self
+        let (mut mask, threshold) = self
             .pool
             .install(|| volume::segment::segment_with_threshold(&volume, &segment_params))
             .map_err(|e| failed_naming(&path, &e))?;
         drop(volume);
         self.check_cancel(job)?;
+        if let Some(edge) = params.centre_cube_voxels {
+            let region = centred_cube(mask.dims(), edge).ok_or_else(|| {
+                let d = mask.dims();
+                Stop::Failed(format!(
+                    "{}: a centred {edge}³ cube does not fit in the {}×{}×{} volume",
+                    path.display(),
+                    d.nx,
+                    d.ny,
+                    d.nz
+                ))
+            })?;
+            let cropped =
+                volume::segment::crop_mask(&mask, &region).map_err(|e| failed_naming(&path, &e))?;
+            mask = largest_component(&cropped);
+        }
         if mask.count() == 0 {
             return Err(Stop::Failed(format!(
                 "{}: segmentation left no bone voxels; lower the threshold",
                 path.display()
             )));
         }
-        let label = path
+        let file = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
+        let d = mask.dims();
+        let label = match params.centre_cube_voxels {
+            Some(edge) => format!(
+                "{file}, centred {edge}³ at {} mm",
+                fmt_mm(mask.grid.voxel_size_mm[0])
+            ),
+            None if params.voxel_size_mm.is_some() => format!(
+                "{file}, {}×{}×{} at {} mm",
+                d.nx,
+                d.ny,
+                d.nz,
+                fmt_mm(mask.grid.voxel_size_mm[0])
+            ),
+            None => file,
+        };
         let info = ModelInfo {
+            slot: MicroSlot::Real,
             label,
-            source: ModelSource::File {
-                path,
-                segment: segment_params,
-            },
+            source: ModelSource::File(params),
             grid: mask.grid,
             bone_voxels: mask.count(),
             bv_tv: mask.bv_tv(),
             threshold: Some(threshold),
+        };
+        self.install_model(job, info, mask)
+    }
+
+    fn generate_recongan(&mut self, job: JobId, params: ReconGanParams) -> Result<JobReport, Stop> {
+        if !(params.bv_tv > 0.0 && params.bv_tv <= 1.0) {
+            return Err(Stop::Failed(format!(
+                "ReconGAN: BV/TV must be in (0, 1], got {}",
+                params.bv_tv
+            )));
+        }
+        let generator = match &self.generator {
+            Some(g) => Arc::clone(g),
+            None => {
+                self.stage(job, "loading the built-in ReconGAN generator");
+                let g = Arc::new(
+                    self.pool
+                        .install(gan::builtin::builtin)
+                        .map_err(|e| Stop::Failed(format!("ReconGAN: {e}")))?,
+                );
+                self.generator = Some(Arc::clone(&g));
+                g
+            }
+        };
+        self.check_cancel(job)?;
+        let card = generator.card();
+        let size = card.architecture.size;
+        let voxel_size_mm = card.voxel_size_mm;
+        self.stage(
+            job,
+            format!("generating a {size}³ cube, seed {}", params.seed),
+        );
+        let field = self.pool.install(|| generator.generate(params.seed, 0));
+        self.check_cancel(job)?;
+        self.stage(
+            job,
+            format!(
+                "smoothing (σ = {} voxel), thresholding to BV/TV {:.3}, keeping the largest component",
+                card.mask_sigma(),
+                params.bv_tv
+            ),
+        );
+        let mask = self
+            .pool
+            .install(|| generator.field_to_mask(&field, params.bv_tv))
+            .map_err(|e| Stop::Failed(format!("ReconGAN: {e}")))?;
+        drop(field);
+        self.check_cancel(job)?;
+        let info = ModelInfo {
+            slot: MicroSlot::Generated,
+            label: format!(
+                "ReconGAN seed {}, {size}³ at {} mm, BV/TV {:.3}",
+                params.seed,
+                fmt_mm(voxel_size_mm),
+                mask.bv_tv()
+            ),
+            source: ModelSource::ReconGan(params),
+            grid: mask.grid,
+            bone_voxels: mask.count(),
+            bv_tv: mask.bv_tv(),
+            threshold: None,
         };
         self.install_model(job, info, mask)
     }
@@ -268,6 +382,7 @@ impl Worker {
         self.check_cancel(job)?;
         let d = mask.dims();
         let info = ModelInfo {
+            slot: MicroSlot::Generated,
             label: format!(
                 "synthetic trabecular, {}×{}×{} voxels, BV/TV {:.3}",
                 d.nx,
@@ -284,7 +399,8 @@ impl Worker {
         self.install_model(job, info, mask)
     }
 
-    /// Meshes a new microstructure, publishes it and makes it current.
+    /// Meshes and measures a new microstructure, makes it the one of its slot and publishes
+    /// it, then reports its morphometry. Nothing changes when the job is cancelled first.
     fn install_model(
         &mut self,
         job: JobId,
@@ -295,36 +411,70 @@ impl Worker {
         let max = self.max_live_triangles;
         let (mesh, mesh_step) = self.pool.install(|| live_mesh(&mask, max));
         self.check_cancel(job)?;
+        self.stage(job, "morphometry");
+        let morphometry: Result<Morphometry, String> = self
+            .pool
+            .install(|| morph::morphometry(&mask, &MorphParams::default()))
+            .map_err(|e| e.to_string());
+        self.check_cancel(job)?;
+        let slot = info.slot;
         let info = Arc::new(info);
         let mesh = Arc::new(mesh);
-        self.snapshots.publish(Arc::new(Snapshot {
-            model: Arc::clone(&info),
-            mesh: Arc::clone(&mesh),
-            mesh_step,
-            fe: None,
-        }));
-        self.emitter.wake();
-        self.current = Some(Current {
+        *self.current.get_mut(slot) = Some(Current {
             info: Arc::clone(&info),
             mask: Arc::new(mask),
-            mesh,
+            mesh: Arc::clone(&mesh),
             mesh_step,
+        });
+        self.publish(
+            slot,
+            SlotSnapshot {
+                model: Arc::clone(&info),
+                mesh,
+                mesh_step,
+                fe: None,
+            },
+        );
+        self.emitter.send(Event::Morphometry {
+            job,
+            slot,
+            model: Arc::clone(&info),
+            result: morphometry,
         });
         Ok(JobReport::Model(info))
     }
 
-    fn solve(&mut self, job: JobId, request: SolveRequest) -> Result<JobReport, Stop> {
-        let Some(current) = self.current.as_ref() else {
-            return Err(Stop::Failed(
-                "no microstructure loaded: open a volume or generate the synthetic one first"
-                    .into(),
-            ));
+    /// Replaces what `slot` shows and publishes both slots.
+    fn publish(&mut self, slot: MicroSlot, shown: SlotSnapshot) {
+        *self.shown.get_mut(slot) = Some(Arc::new(shown));
+        self.snapshots.publish(Arc::new(Snapshot {
+            slots: self.shown.clone(),
+        }));
+        self.emitter.wake();
+    }
+
+    fn solve(
+        &mut self,
+        job: JobId,
+        slot: MicroSlot,
+        request: SolveRequest,
+    ) -> Result<JobReport, Stop> {
+        let Some(current) = self.current.get(slot).as_ref() else {
+            return Err(Stop::Failed(format!(
+                "no microstructure in the {} slot: {} first",
+                slot.label(),
+                match slot {
+                    MicroSlot::Real => "load a volume",
+                    MicroSlot::Generated => "generate one",
+                }
+            )));
         };
         self.stage(
             job,
             format!(
-                "solving {} on {} ({} bone voxels)",
+                "solving {} on the {} {} ({} bone voxels)",
                 bc_label(request.bc),
+                slot.label(),
                 current.info.label,
                 current.info.bone_voxels
             ),
@@ -377,6 +527,7 @@ impl Worker {
         coloured.scalars.push((SED_FIELD.to_string(), vertex_sed));
 
         let summary = FeSummary {
+            slot,
             request,
             dofs: solution.dofs,
             elements: solution.elements,
@@ -389,15 +540,54 @@ impl Worker {
             sed_range_mpa,
             surface_sed_range_mpa,
         };
-        self.snapshots.publish(Arc::new(Snapshot {
+        let shown = SlotSnapshot {
             model: Arc::clone(&current.info),
             mesh: Arc::new(coloured),
             mesh_step: current.mesh_step,
             fe: Some(summary),
-        }));
-        self.emitter.wake();
+        };
+        self.publish(slot, shown);
         Ok(JobReport::Solve(summary))
     }
+}
+
+/// The integer factor that takes an isotropic voxel edge `from_mm` to `to_mm` (within 1 %).
+fn downsample_factor(from_mm: [f64; 3], to_mm: f64) -> Result<usize, String> {
+    let edge = from_mm[0];
+    if from_mm.iter().any(|v| (v - edge).abs() > 1e-6 * edge) {
+        return Err(format!(
+            "resampling needs isotropic voxels, the file has {from_mm:?} mm"
+        ));
+    }
+    if !(to_mm.is_finite() && to_mm > 0.0 && edge > 0.0) {
+        return Err(format!("cannot resample {edge} mm voxels to {to_mm} mm"));
+    }
+    let ratio = to_mm / edge;
+    let factor = ratio.round();
+    if factor < 1.0 || (ratio - factor).abs() > 0.01 * ratio {
+        return Err(format!(
+            "{to_mm} mm is not an integer multiple of the file's {edge} mm voxels"
+        ));
+    }
+    Ok(factor as usize)
+}
+
+/// The centred cube of edge `edge` inside `dims`, if it fits.
+fn centred_cube(dims: Dims, edge: usize) -> Option<VoxelBox> {
+    let d = dims.as_array();
+    if edge == 0 || d.iter().any(|&n| n < edge) {
+        return None;
+    }
+    Some(VoxelBox {
+        min: d.map(|n| (n - edge) / 2),
+        dims: Dims::new(edge, edge, edge),
+    })
+}
+
+/// A voxel edge in mm, without trailing zeros (0.039, 0.0195).
+fn fmt_mm(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn bc_label(bc: fe::BoundaryCondition) -> &'static str {

@@ -1,6 +1,6 @@
 //! The app in a real X window (Xvfb) with Mesa's software Vulkan driver (lavapipe): each test
 //! starts the app, takes a scripted screenshot and checks the picture holds what it should
-//! (not a blank or uniform image). Needs `xvfb-run` (tests/run.sh installs it). The tests
+//! (not a blank or uniform image; colour-mapped structures where they belong). Needs `xvfb-run` (tests/run.sh installs it). The tests
 //! share one CPU-bound renderer, so they take turns.
 
 use std::path::Path;
@@ -69,6 +69,31 @@ fn open_shot(path: &Path) -> image::RgbImage {
     img
 }
 
+/// Saturated pixels (channel spread above 80, as the viridis colours of the SED map have) and
+/// their distinct shades (5 bits per channel) in `x0..x1` × `y0..y1`.
+fn colour_mapped(img: &image::RgbImage, x0: u32, x1: u32, y0: u32, y1: u32) -> (usize, usize) {
+    let mut count = 0;
+    let mut shades = std::collections::HashSet::new();
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = img.get_pixel(x, y);
+            let max = p.0.iter().copied().max().unwrap() as i32;
+            let min = p.0.iter().copied().min().unwrap() as i32;
+            if max - min > 80 {
+                count += 1;
+                shades.insert((p[0] >> 3, p[1] >> 3, p[2] >> 3));
+            }
+        }
+    }
+    (count, shades.len())
+}
+
+/// The microstructure view with `--solve-on-start`: the app generates the ReconGAN cube and,
+/// when the shared data is present, loads the real micro-CT cube, solves both and shows them
+/// side by side coloured by SED. The screenshot must show the panel, and a graded colour map
+/// (at least 20 shades, over 2000 pixels) on the right half of the 3-D area (the generated
+/// cube) and, with the data, on the left half too (the real cube); without the data the
+/// generated cube is centred and only the whole area is checked.
 #[test]
 fn app_renders_the_structure_and_panel_in_a_real_window() {
     assert_xvfb();
@@ -94,7 +119,7 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
     let (w, h) = img.dimensions();
     // The side panel sits on the left quarter, the 3-D view on the rest.
     let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
-    let (view_sd, view_colours) = region_stats(&img, w / 3, w, 0, h);
+    let (view_sd, view_colours) = region_stats(&img, w * 3 / 10, w, 0, h);
     eprintln!(
         "panel: sd {panel_sd:.1}, {panel_colours} colours; view: sd {view_sd:.1}, {view_colours} colours"
     );
@@ -106,19 +131,29 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
         view_sd > 8.0 && view_colours > 200,
         "the 3-D view looks empty"
     );
-    // The SED colour map (viridis) puts saturated greens/yellows/purples on the mesh.
-    let saturated = img
-        .pixels()
-        .filter(|p| {
-            let max = p.0.iter().copied().max().unwrap() as i32;
-            let min = p.0.iter().copied().min().unwrap() as i32;
-            max - min > 80
-        })
-        .count();
-    assert!(
-        saturated > 2000,
-        "no colour-mapped mesh visible ({saturated} saturated pixels)"
+    let (x0, mid) = (w * 3 / 10, (w * 3 / 10 + w) / 2);
+    let (left, left_shades) = colour_mapped(&img, x0, mid, 0, h);
+    let (right, right_shades) = colour_mapped(&img, mid, w, 0, h);
+    eprintln!(
+        "colour-mapped pixels: left half {left} ({left_shades} shades), right half {right} ({right_shades} shades)"
     );
+    let with_real = osteolab::sample_data::microct_sample().is_some();
+    if with_real {
+        assert!(
+            left > 2000 && left_shades >= 20,
+            "no colour-mapped real cube on the left ({left} pixels, {left_shades} shades)"
+        );
+        assert!(
+            right > 2000 && right_shades >= 20,
+            "no colour-mapped generated cube on the right ({right} pixels, {right_shades} shades)"
+        );
+    } else {
+        assert!(
+            left + right > 2000 && left_shades.max(right_shades) >= 20,
+            "no colour-mapped cube ({} pixels)",
+            left + right
+        );
+    }
     assert!(
         stderr.contains("frame"),
         "the app reports its frame times: {stderr}"
