@@ -7,6 +7,7 @@
 //! - [`volume`]: voxel grids, readers and writers, segmentation.
 //! - [`morph`]: trabecular morphometry (BoneJ / Scanco conventions).
 //! - [`fe`]: matrix-free voxel micro-FE with a multigrid-preconditioned CG solver.
+//! - [`fracture`]: vertebral compression to failure with continuum damage.
 //! - [`mesh`]: surface extraction and exporters.
 //! - [`runner`]: the simulation thread (commands in, events and snapshots out).
 //! - [`sample_data`]: where tests and benchmarks find the shared micro-CT sample.
@@ -17,6 +18,7 @@
 
 pub mod atomic;
 pub mod fe;
+pub mod fracture;
 pub mod gan;
 pub mod mesh;
 pub mod morph;
@@ -25,5 +27,6 @@ pub mod remodel;
 pub mod rng;
 pub mod runner;
 pub mod sample_data;
+pub mod shapeopt;
 pub mod synthetic;
 pub mod volume;

@@ -4,6 +4,8 @@
 #[cfg(feature = "gui")]
 mod app;
 mod cli;
+mod cli_adapt;
+mod cli_fracture;
 mod cli_gan;
 mod cli_remodel;
 
@@ -67,9 +69,14 @@ enum Command {
     Segment(cli::SegmentArgs),
     /// Macroscale remodeling of a vertebra under a loading scenario: BMD over days.
     Remodel(cli_remodel::RemodelArgs),
+    /// Compression to failure with continuum damage: the built-in vertebra before and after
+    /// spaceflight, or a trabecular cube.
+    Fracture(cli_fracture::FractureArgs),
     /// ReconGAN: generate trabecular cubes from trained weights, or train (feature torch).
     #[command(subcommand)]
     Gan(cli_gan::GanCommand),
+    /// Adapt a trabecular structure to a BV/TV target (SED-driven level-set shape optimisation).
+    Adapt(cli_adapt::AdaptArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,7 +87,9 @@ fn main() -> ExitCode {
         Some(Command::Mesh(a)) => cli::mesh(&a),
         Some(Command::Segment(a)) => cli::segment(&a),
         Some(Command::Remodel(a)) => cli_remodel::remodel(&a),
+        Some(Command::Fracture(a)) => cli_fracture::fracture(&a),
         Some(Command::Gan(c)) => cli_gan::gan(&c),
+        Some(Command::Adapt(a)) => cli_adapt::adapt_cmd(&a),
         None => open_app(AppFlags {
             screenshot: args.screenshot,
             frames: args.frames,

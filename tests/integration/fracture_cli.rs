@@ -1,0 +1,74 @@
+//! `osteolab fracture` end to end (issue 6 §5), through `CARGO_BIN_EXE_osteolab`, on a small
+//! synthetic trabecular cube (the built-in vertebra takes minutes; see BENCHMARKS.md).
+
+use serde_json::Value;
+
+use crate::common::{run, synthetic_fixture};
+
+#[test]
+fn fracture_of_a_cube_prints_the_curve_and_measures_and_writes_csv_png_vtk() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = synthetic_fixture(dir.path(), 16);
+    let out_dir = dir.path().join("out");
+    let out = run(&[
+        "fracture",
+        "--volume",
+        volume.to_str().unwrap(),
+        "--step",
+        "0.1",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let w = v["curve"]["displacement_mm"].as_array().unwrap();
+    let f = v["curve"]["load_kn"].as_array().unwrap();
+    assert_eq!(w.len(), f.len());
+    assert!(w.len() > 10);
+    let peak = v["peak_load_kn"].as_f64().unwrap();
+    let max_f = f.iter().map(|x| x.as_f64().unwrap()).fold(0.0, f64::max);
+    assert_eq!(peak, max_f);
+    for key in [
+        "stiffness_kn_per_mm",
+        "displacement_at_peak_mm",
+        "energy_to_peak_j",
+        "energy_to_end_j",
+        "apparent_strength_mpa",
+        "strain_at_peak",
+    ] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    assert!(v["energy_to_end_j"].as_f64().unwrap() >= v["energy_to_peak_j"].as_f64().unwrap());
+    for name in ["curves.csv", "curves.png"] {
+        assert!(out_dir.join(name).is_file(), "{name} missing");
+    }
+    let vtk = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".vtk")
+        })
+        .count();
+    // Damage at the peak and at the end (one file when the run ends at its peak).
+    assert!((1..=2).contains(&vtk), "{vtk} VTK files");
+}
+
+#[test]
+fn fracture_rejects_an_unknown_state_and_a_missing_volume() {
+    let out = run(&["fracture", "--state", "launch"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("launch"), "{err}");
+    let out = run(&["fracture", "--volume", "/nonexistent/cube.json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/cube.json"), "{err}");
+}
