@@ -198,18 +198,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     use osteolab::gan::arch::GeneratorArch;
     use osteolab::gan::train::{TrainParams, TrainingData, train};
 
-    let mut masks = Vec::new();
-    for path in &args.data {
-        let input = crate::cli::VolumeInput {
-            volume: path.clone(),
-            threshold: args.threshold,
-            target_bv_tv: None,
-            sigma: args.sigma,
-            downsample: args.downsample,
-            keep_all_components: false,
-        };
-        masks.push(crate::cli::load_mask(&input)?);
-    }
+    let masks = load_training_masks(&args.data, args.threshold, args.sigma, args.downsample)?;
     let description = args
         .data
         .iter()
@@ -257,18 +246,7 @@ fn validate(args: &ValidateArgs) -> Result<()> {
     };
 
     let generator = Generator::load(&args.weights)?;
-    let mut masks = Vec::new();
-    for path in &args.data {
-        let input = crate::cli::VolumeInput {
-            volume: path.clone(),
-            threshold: args.threshold,
-            target_bv_tv: None,
-            sigma: args.sigma,
-            downsample: args.downsample,
-            keep_all_components: false,
-        };
-        masks.push(crate::cli::load_mask(&input)?);
-    }
+    let masks = load_training_masks(&args.data, args.threshold, args.sigma, args.downsample)?;
     let params = ValidationParams {
         generated_count: args.count,
         real_count: args.real_count,
@@ -379,4 +357,26 @@ fn write_validation_figures(
         .write_png(&path, 1000, 600)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Segments the training volumes as `gan train` does (largest component kept), so `gan
+/// validate` compares against exactly the cubes the generator learned from.
+fn load_training_masks(
+    data: &[PathBuf],
+    threshold: Option<f64>,
+    sigma: f64,
+    downsample: usize,
+) -> Result<Vec<osteolab::volume::BoneMask>> {
+    data.iter()
+        .map(|path| {
+            crate::cli::load_mask(&crate::cli::VolumeInput {
+                volume: path.clone(),
+                threshold,
+                target_bv_tv: None,
+                sigma,
+                downsample,
+                keep_all_components: false,
+            })
+        })
+        .collect()
 }
