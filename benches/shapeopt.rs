@@ -10,13 +10,10 @@
 //! time the 64³ synthetic structure instead. Run:
 //! `cargo bench --bench shapeopt --no-default-features`.
 
-use osteolab::sample_data::microct_sample;
+use osteolab::sample_data::{centred_cube, microct_sample};
 use osteolab::shapeopt::{AdaptControl, AdaptParams, adapt};
 use osteolab::synthetic::{SyntheticParams, synthetic_trabecular};
-use osteolab::volume::segment::{
-    SegmentParams, Threshold, VoxelBox, crop_mask, downsample_volume, largest_component, segment,
-};
-use osteolab::volume::{BoneMask, Dims, load_volume};
+use osteolab::volume::BoneMask;
 
 fn main() {
     divan::main();
@@ -27,25 +24,7 @@ const FLIGHT_RATIO: f64 = 0.902;
 
 fn microct_cube(downsample: usize, edge: usize) -> Option<BoneMask> {
     let path = microct_sample()?;
-    let mut grey = load_volume(&path).unwrap();
-    if downsample > 1 {
-        grey = downsample_volume(&grey, downsample).unwrap();
-    }
-    let mask = segment(
-        &grey,
-        &SegmentParams {
-            sigma_voxels: 1.0,
-            threshold: Threshold::Otsu,
-            keep_largest_component: true,
-        },
-    )
-    .unwrap();
-    let d = mask.dims();
-    let region = VoxelBox {
-        min: [(d.nx - edge) / 2, (d.ny - edge) / 2, (d.nz - edge) / 2],
-        dims: Dims::new(edge, edge, edge),
-    };
-    Some(largest_component(&crop_mask(&mask, &region).unwrap()))
+    Some(centred_cube(&path, downsample, edge).unwrap())
 }
 
 fn cube(edge: usize) -> BoneMask {

@@ -90,7 +90,7 @@ fn parse_axial_bc(s: &str) -> std::result::Result<BoundaryCondition, String> {
 }
 
 /// The centred `edge`³ crop of `mask`, largest component kept.
-fn centred_crop(mask: &BoneMask, edge: usize) -> Result<BoneMask> {
+pub fn centred_crop(mask: &BoneMask, edge: usize) -> Result<BoneMask> {
     let d = mask.dims();
     if edge == 0 || edge > d.nx || edge > d.ny || edge > d.nz {
         bail!(
@@ -174,6 +174,7 @@ pub fn adapt_cmd(args: &AdaptArgs) -> Result<()> {
     let control = AdaptControl {
         cancel: None,
         progress: Some(&progress),
+        known_start: None,
     };
     let a = match &reference {
         Some(r) => adapt_with_reference(&mask, r, args.target_bv_tv, &params, &control),

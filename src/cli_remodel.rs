@@ -21,7 +21,8 @@ use osteolab::volume::segment::VoxelBox;
 
 #[derive(Args, Debug)]
 pub struct RemodelArgs {
-    /// A built-in scenario (earth-baseline, spaceflight-215, bed-rest-90) or a TOML file.
+    /// A built-in scenario (earth-baseline, spaceflight-215, bed-rest-90,
+    /// spaceflight-215-recovery) or a TOML file.
     #[arg(
         long,
         value_name = "NAME_OR_FILE",

@@ -8,6 +8,8 @@
 //! - [`morph`]: trabecular morphometry (BoneJ / Scanco conventions).
 //! - [`fe`]: matrix-free voxel micro-FE with a multigrid-preconditioned CG solver.
 //! - [`fracture`]: vertebral compression to failure with continuum damage.
+//! - [`shapeopt`]: level-set adaptation of a trabecular structure to a BV/TV target.
+//! - [`multiscale`]: the macroscale run driving the microstructure through checkpoints.
 //! - [`mesh`]: surface extraction and exporters.
 //! - [`runner`]: the simulation thread (commands in, events and snapshots out).
 //! - [`sample_data`]: where tests and benchmarks find the shared micro-CT sample.
@@ -22,6 +24,7 @@ pub mod fracture;
 pub mod gan;
 pub mod mesh;
 pub mod morph;
+pub mod multiscale;
 pub mod plot;
 pub mod remodel;
 pub mod rng;

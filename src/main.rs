@@ -8,6 +8,7 @@ mod cli_adapt;
 mod cli_fracture;
 mod cli_gan;
 mod cli_remodel;
+mod cli_run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,9 @@ enum Command {
     Gan(cli_gan::GanCommand),
     /// Adapt a trabecular structure to a BV/TV target (SED-driven level-set shape optimisation).
     Adapt(cli_adapt::AdaptArgs),
+    /// The multiscale run: the vertebra's remodeling drives a trabecular microstructure
+    /// through checkpoints (loss in flight, recovery after).
+    Run(cli_run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Some(Command::Fracture(a)) => cli_fracture::fracture(&a),
         Some(Command::Gan(c)) => cli_gan::gan(&c),
         Some(Command::Adapt(a)) => cli_adapt::adapt_cmd(&a),
+        Some(Command::Run(a)) => cli_run::run_cmd(&a),
         None => open_app(AppFlags {
             screenshot: args.screenshot,
             frames: args.frames,

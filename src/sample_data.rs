@@ -2,7 +2,12 @@
 //! benchmarks and the app find it at `$OSTEOLAB_DATA` or at `../shared/data` beside the
 //! checkout, and say plainly when it is absent.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::volume::segment::{
+    SegmentParams, Threshold, VoxelBox, crop_mask, downsample_volume, largest_component, segment,
+};
+use crate::volume::{BoneMask, Dims, VolumeError, load_volume};
 
 /// Path of the sample's sidecar inside the data folder.
 pub const MICROCT_SAMPLE: &str = "microct/lhdl-3155-D4-gray200.json";
@@ -33,4 +38,36 @@ pub fn microct_sample() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// A centred `edge`³ cube of trabecular bone from a grey micro-CT volume, segmented the way
+/// the shape optimisation, its benchmarks and the multiscale run take it: the grey values
+/// block-averaged by `downsample` (1 = none), Gaussian σ = 1 voxel, Otsu's threshold, largest
+/// 6-connected component, the centred cube cropped, its largest component kept.
+pub fn centred_cube(path: &Path, downsample: usize, edge: usize) -> Result<BoneMask, VolumeError> {
+    let mut grey = load_volume(path)?;
+    if downsample > 1 {
+        grey = downsample_volume(&grey, downsample)?;
+    }
+    let mask = segment(
+        &grey,
+        &SegmentParams {
+            sigma_voxels: 1.0,
+            threshold: Threshold::Otsu,
+            keep_largest_component: true,
+        },
+    )?;
+    let d = mask.dims();
+    if edge == 0 || edge > d.nx || edge > d.ny || edge > d.nz {
+        return Err(VolumeError::InvalidArgument(format!(
+            "{}: a centred {edge}³ cube does not fit the segmented volume of {:?} voxels",
+            path.display(),
+            d.as_array()
+        )));
+    }
+    let region = VoxelBox {
+        min: [(d.nx - edge) / 2, (d.ny - edge) / 2, (d.nz - edge) / 2],
+        dims: Dims::new(edge, edge, edge),
+    };
+    Ok(largest_component(&crop_mask(&mask, &region)?))
 }

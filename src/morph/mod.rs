@@ -25,7 +25,7 @@
 //! inverse of the local thickness of the marrow measured up to the skeleton of the bone;
 //! both agree for parallel plates.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod anisotropy;
 pub mod connectivity;
@@ -101,7 +101,7 @@ impl MorphParams {
 }
 
 /// The standard trabecular indices (the `--json` keys of `osteolab morph`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Morphometry {
     /// Bone volume fraction.
     pub bv_tv: f64,

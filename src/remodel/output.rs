@@ -36,7 +36,7 @@ pub const SERIES_COLUMNS: [&str; 11] = [
     "fe_solves",
 ];
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -73,15 +73,8 @@ pub fn write_series_csv(path: &Path, series: &[DayRecord]) -> Result<(), OutputE
     })
 }
 
-/// Draws trabecular, cortical and whole-vertebra BMD change against days, phases shaded.
-pub fn write_bmd_plot(
-    path: &Path,
-    scenario: &Scenario,
-    series: &[DayRecord],
-) -> Result<(), OutputError> {
-    let pts = |f: fn(&DayRecord) -> f64| -> Vec<(f64, f64)> {
-        series.iter().map(|r| (r.day as f64, f(r))).collect()
-    };
+/// One shaded band per phase of `scenario`, named after it, over its days.
+pub fn phase_bands(scenario: &Scenario) -> Vec<Band> {
     let palette = [
         [190, 190, 190],
         [235, 150, 150],
@@ -101,6 +94,18 @@ pub fn write_bmd_plot(
         ));
         start = end;
     }
+    bands
+}
+
+/// Draws trabecular, cortical and whole-vertebra BMD change against days, phases shaded.
+pub fn write_bmd_plot(
+    path: &Path,
+    scenario: &Scenario,
+    series: &[DayRecord],
+) -> Result<(), OutputError> {
+    let pts = |f: fn(&DayRecord) -> f64| -> Vec<(f64, f64)> {
+        series.iter().map(|r| (r.day as f64, f(r))).collect()
+    };
     let chart = LineChart {
         title: format!("{}: vertebral BMD change", scenario.name),
         x_label: "time (day)".into(),
@@ -115,7 +120,7 @@ pub fn write_bmd_plot(
             Series::new("endplates", [148, 103, 189], pts(|r| r.bmd_endplate_pct)).dashed(),
             Series::new("whole vertebra", [44, 160, 44], pts(|r| r.bmd_whole_pct)),
         ],
-        bands,
+        bands: phase_bands(scenario),
         zero_line: true,
     };
     chart

@@ -70,7 +70,7 @@ pub const MAX_PTH_SCALE: f64 = 100.0;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Built-in scenarios: name and embedded TOML text.
-const BUILTINS: [(&str, &str); 3] = [
+const BUILTINS: [(&str, &str); 4] = [
     (
         "earth-baseline",
         include_str!("../../assets/scenarios/earth-baseline.toml"),
@@ -83,10 +83,14 @@ const BUILTINS: [(&str, &str); 3] = [
         "bed-rest-90",
         include_str!("../../assets/scenarios/bed-rest-90.toml"),
     ),
+    (
+        "spaceflight-215-recovery",
+        include_str!("../../assets/scenarios/spaceflight-215-recovery.toml"),
+    ),
 ];
 
 /// Names of the built-in scenarios, in the same order as [`BUILTINS`].
-const BUILTIN_NAMES: [&str; 3] = [BUILTINS[0].0, BUILTINS[1].0, BUILTINS[2].0];
+const BUILTIN_NAMES: [&str; 4] = [BUILTINS[0].0, BUILTINS[1].0, BUILTINS[2].0, BUILTINS[3].0];
 
 /// Scale factors of each load case relative to habitual Earth loading (1.0).
 #[derive(Clone, Copy, Debug, PartialEq)]

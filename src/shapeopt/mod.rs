@@ -222,6 +222,17 @@ pub struct AdaptControl<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// Called with each step's report (the start state first, then after every move).
     pub progress: Option<&'a (dyn Fn(&StepReport) + Sync)>,
+    /// The start structure's FE solution and morphometry, when the caller has them already
+    /// (the [`Adaptation::end_state`] of the adaptation that produced this structure, with
+    /// the same parameters): the first solve and the start morphometry are then skipped.
+    pub known_start: Option<&'a KnownState>,
+}
+
+/// A structure's FE solution under the adaptation's load case and its morphometry.
+#[derive(Clone, Debug)]
+pub struct KnownState {
+    pub solution: AxialSolution,
+    pub morphometry: Morphometry,
 }
 
 /// The state after one move (move 0 = the start structure).
@@ -260,6 +271,7 @@ pub struct Adaptation {
     pub target_bv_tv: f64,
     pub bv_tv_start: f64,
     pub bv_tv_end: f64,
+    /// FE solves made (the start's solve is not counted when it was known).
     pub fe_solves: usize,
     /// Bone voxels outside the main 6-connected component at the end (0 by construction).
     pub islands: usize,
@@ -270,6 +282,8 @@ pub struct Adaptation {
     pub e_app_end_mpa: f64,
     pub morphometry_start: Morphometry,
     pub morphometry_end: Morphometry,
+    /// The end structure's solution and morphometry, to start a later adaptation from.
+    pub end_state: KnownState,
     pub seconds: f64,
 }
 
@@ -386,10 +400,26 @@ fn adapt_inner(
         }
     };
 
-    let mut sol: AxialSolution = solve(&current, None, 0)?;
-    fe_solves += 1;
+    let (mut sol, morphometry_start) = match control.known_start {
+        Some(known) => {
+            let s = &known.solution;
+            if s.bc != params.load.bc || s.elements + s.removed_elements != start_count {
+                return Err(ShapeOptError::BadStart(format!(
+                    "the known start solution ({} elements under {:?}) is not of this structure ({start_count} bone voxels under {:?})",
+                    s.elements + s.removed_elements,
+                    s.bc,
+                    params.load.bc
+                )));
+            }
+            (known.solution.clone(), known.morphometry)
+        }
+        None => {
+            let sol = solve(&current, None, 0)?;
+            fe_solves += 1;
+            (sol, morph_at(&current, 0)?)
+        }
+    };
     let mut nodes = warm::fe_node_grid_indices(&current, params.load.bc);
-    let morphometry_start = morph_at(&current, 0)?;
     let mut steps = vec![StepReport {
         moves: 0,
         bv_tv: bv_tv_start,
@@ -398,7 +428,7 @@ fn adapt_inner(
         islands_removed: 0,
         refilled_voxels: 0,
         e_app_mpa: sol.e_app_mpa,
-        fe_solves: 1,
+        fe_solves,
         fe_iterations: sol.iterations,
         fe_seconds: sol.seconds,
         morphometry: Some(morphometry_start),
@@ -495,6 +525,10 @@ fn adapt_inner(
         e_app_end_mpa: sol.e_app_mpa,
         morphometry_start,
         morphometry_end,
+        end_state: KnownState {
+            solution: sol,
+            morphometry: morphometry_end,
+        },
         steps,
         mask: current,
         seconds: t0.elapsed().as_secs_f64(),

@@ -6,10 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::*;
 use crate::synthetic::{SyntheticParams, synthetic_trabecular};
-use crate::volume::segment::{
-    SegmentParams, Threshold, VoxelBox, crop_mask, downsample_volume, largest_component, segment,
-};
-use crate::volume::{Dims, Grid, load_volume};
+use crate::volume::{Dims, Grid};
 
 /// The tolerance on the reached BV/TV: ±0.25 percentage points.
 const TARGET_TOLERANCE: f64 = 0.0025;
@@ -30,23 +27,7 @@ fn synthetic(size: usize, seed: u64) -> BoneMask {
 /// σ = 1 voxel smoothing, largest component, centred 64³ crop, largest component again.
 fn microct_64() -> Option<BoneMask> {
     let path = crate::sample_data::microct_sample()?;
-    let grey = downsample_volume(&load_volume(&path).unwrap(), 2).unwrap();
-    let mask = segment(
-        &grey,
-        &SegmentParams {
-            sigma_voxels: 1.0,
-            threshold: Threshold::Otsu,
-            keep_largest_component: true,
-        },
-    )
-    .unwrap();
-    let d = mask.dims();
-    let c = |n: usize| (n - 64) / 2;
-    let region = VoxelBox {
-        min: [c(d.nx), c(d.ny), c(d.nz)],
-        dims: Dims::new(64, 64, 64),
-    };
-    Some(largest_component(&crop_mask(&mask, &region).unwrap()))
+    Some(crate::sample_data::centred_cube(&path, 2, 64).unwrap())
 }
 
 fn run(mask: &BoneMask, target: f64) -> Adaptation {
@@ -472,9 +453,49 @@ fn a_set_cancel_flag_stops_the_adaptation() {
         &AdaptParams::default(),
         &AdaptControl {
             cancel: Some(&cancel),
-            progress: None,
+            ..Default::default()
         },
     )
     .unwrap_err();
     assert!(matches!(e, ShapeOptError::Cancelled { moves: 0 }), "{e}");
+}
+
+/// Chained adaptations (the multiscale run's use): starting the second from the first's end
+/// state skips its first solve and its start morphometry and changes nothing else.
+#[test]
+fn a_known_start_state_skips_the_first_solve_and_gives_the_same_result() {
+    let mask = synthetic(32, 4);
+    let params = AdaptParams::default();
+    let first = adapt(&mask, 0.9 * mask.bv_tv(), &params, &AdaptControl::default()).unwrap();
+    let target = 0.85 * mask.bv_tv();
+    let cold = adapt(&first.mask, target, &params, &AdaptControl::default()).unwrap();
+    let warm = adapt(
+        &first.mask,
+        target,
+        &params,
+        &AdaptControl {
+            known_start: Some(&first.end_state),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(warm.fe_solves + 1, cold.fe_solves);
+    assert_eq!(warm.morphometry_start, cold.morphometry_start);
+    // The known solution was warm-started, the cold one not: both are converged to the
+    // solver tolerance (1e-6), so the stimuli, and the voxels they order, agree to that.
+    assert!(dice(&warm.mask, &cold.mask) >= 0.995);
+    assert!((warm.e_app_start_mpa - cold.e_app_start_mpa).abs() <= 1e-4 * cold.e_app_start_mpa);
+    // The end state of another structure is refused.
+    let other = synthetic(32, 5);
+    let e = adapt(
+        &other,
+        0.9 * other.bv_tv(),
+        &params,
+        &AdaptControl {
+            known_start: Some(&first.end_state),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, ShapeOptError::BadStart(_)), "{e}");
 }
