@@ -25,3 +25,16 @@ pub fn synthetic_fixture(dir: &Path, size: usize) -> PathBuf {
     save_volume(&mask.to_volume(), &path).expect("write fixture");
     path
 }
+
+/// Runs osteolab with `args`, asserts success (showing stderr otherwise), and parses the one
+/// JSON object it prints.
+pub fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "osteolab {}: stderr: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}

@@ -11,3 +11,4 @@ mod fracture_cli;
 mod gan_cli;
 mod parosol;
 mod remodel_cli;
+mod run_cli;
