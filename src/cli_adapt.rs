@@ -67,7 +67,7 @@ pub struct AdaptArgs {
     #[arg(long, default_value_t = 0.3)]
     pub nu: f64,
     /// Relative residual of the FE solves.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-5)]
     pub tol: f64,
     /// Most FE solves, the start structure's included.
     #[arg(long, default_value_t = 15)]

@@ -119,8 +119,10 @@ pub struct AdaptParams {
     pub material: Material,
     /// The load case (an axial condition; `kubc` has no single SED field and is refused).
     pub load: AxialLoad,
-    /// Iterative solver settings. The stimulus needs far less than the default 1e-8; 1e-6
-    /// keeps E_app to better than 1e-6 relative (the energy error is quadratic in it).
+    /// Iterative solver settings. The stimulus needs far less than the default 1e-8: on the
+    /// 64³ micro-CT cube, 1e-4, 1e-5 and 1e-6 move exactly the same voxels (Dice to the start
+    /// 0.94855 for each), and E_app differs from its 1e-6 value by 2e-4 relative at 1e-4 and
+    /// by 1e-5 at 1e-5. 1e-5 costs about a quarter fewer CG iterations than 1e-6.
     pub solver: SolverParams,
     /// Most FE solves, the first (start structure) included; at least 2.
     pub max_fe_solves: usize,
@@ -152,7 +154,7 @@ impl Default for AdaptParams {
                 strain: -1e-3,
             },
             solver: SolverParams {
-                tolerance: 1e-6,
+                tolerance: 1e-5,
                 ..Default::default()
             },
             max_fe_solves: 15,
