@@ -31,6 +31,10 @@ struct Args {
     /// Start the spaceflight-215 scenario on the built-in vertebra as soon as the app opens.
     #[arg(long)]
     remodel_on_start: bool,
+    /// Open the microstructure view's multiscale mode and start the multiscale run
+    /// (spaceflight-215) on the start-up structure as soon as it is loaded.
+    #[arg(long)]
+    multiscale_on_start: bool,
     /// The view the app opens on (default: vertebra; micro with only --solve-on-start).
     #[arg(long, value_enum, value_name = "VIEW")]
     view: Option<ViewArg>,
@@ -55,6 +59,7 @@ struct AppFlags {
     frames: u32,
     solve_on_start: bool,
     remodel_on_start: bool,
+    multiscale_on_start: bool,
     view: Option<ViewArg>,
 }
 
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             frames: args.frames,
             solve_on_start: args.solve_on_start,
             remodel_on_start: args.remodel_on_start,
+            multiscale_on_start: args.multiscale_on_start,
             view: args.view,
         }),
     };
@@ -119,6 +125,7 @@ fn open_app(flags: AppFlags) -> anyhow::Result<()> {
         frames: flags.frames,
         solve_on_start: flags.solve_on_start,
         remodel_on_start: flags.remodel_on_start,
+        multiscale_on_start: flags.multiscale_on_start,
         view: flags.view.map(|v| match v {
             ViewArg::Vertebra => app::ViewKind::Vertebra,
             ViewArg::Micro => app::ViewKind::Micro,

@@ -62,7 +62,9 @@ step "tests, core only (no Bevy)"
 cargo test --release --no-default-features
 
 step "tests, with the app (includes the windowed app test under Xvfb + lavapipe)"
-cargo test --release
+# The library's tests do not depend on the feature and ran in the step above; here the app's
+# own tests and the integration tests (the CLI with the app's binary, the app in a window).
+cargo test --release --bin osteolab --test integration
 
 step "clippy and tests, ReconGAN trainer (feature torch, no Bevy)"
 cargo clippy --release --no-default-features --features torch --all-targets -- -D warnings

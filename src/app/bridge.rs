@@ -32,6 +32,8 @@ use osteolab::runner::{
 use osteolab::synthetic::SyntheticParams;
 use osteolab::volume::segment::{SegmentParams, Threshold};
 
+use super::multiscale::{MicroMode, MsStatus, MultiscaleState};
+use super::multiscale_panel::start_run;
 use super::remodel::{self, DEFAULT_SCENARIO, RemodelState};
 use super::scene::{RenderQuality, SceneState, ViewKind};
 
@@ -234,8 +236,8 @@ impl UiState {
                 state.set_model(model);
                 state.morphometry = Some(result);
             }
-            // Handled by RemodelState.
-            Event::Remodel(_) => {}
+            // Handled by RemodelState and MultiscaleState.
+            Event::Remodel(_) | Event::Multiscale(_) => {}
             Event::SolverProgress {
                 iteration,
                 relative_residual,
@@ -360,6 +362,9 @@ pub struct BridgePlugin {
     pub solve_on_start: bool,
     /// Start the default scenario running at launch (otherwise it waits at day 0).
     pub remodel_on_start: bool,
+    /// Open the micro view's multiscale mode and start its run once the start-up
+    /// structures are there.
+    pub multiscale_on_start: bool,
 }
 
 impl Plugin for BridgePlugin {
@@ -371,6 +376,25 @@ impl Plugin for BridgePlugin {
         .insert_resource(RemodelState {
             remodel_on_start: self.remodel_on_start,
             ..RemodelState::default()
+        })
+        .insert_resource(MultiscaleState {
+            on_start: self.multiscale_on_start,
+            mode: if self.multiscale_on_start {
+                MicroMode::Multiscale
+            } else {
+                MicroMode::Compare
+            },
+            status: if self.multiscale_on_start {
+                MsStatus::Waiting
+            } else {
+                MsStatus::Idle
+            },
+            checkpoint_every_days: std::env::var("OSTEOLAB_MULTISCALE_EVERY_DAYS")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .filter(|&d| d > 0)
+                .unwrap_or(super::multiscale::DEFAULT_CHECKPOINT_DAYS),
+            ..MultiscaleState::default()
         })
         .add_systems(
             Update,
@@ -483,6 +507,7 @@ fn pump_runner(
     mut remodel: ResMut<RemodelState>,
     mut scene: ResMut<SceneState>,
     mut redraw: MessageWriter<RequestRedraw>,
+    mut multiscale: ResMut<MultiscaleState>,
 ) {
     let Some(mut sim) = sim else {
         return;
@@ -493,6 +518,7 @@ fn pump_runner(
     for event in sim.runner.drain(1024, Duration::from_millis(3)) {
         match event {
             Event::Remodel(e) => remodel.apply(e),
+            Event::Multiscale(e) => multiscale.apply(e),
             other => ui.apply(other),
         }
     }
@@ -512,6 +538,19 @@ fn pump_runner(
         scene.dirty = true;
     }
     sim.seen_generation = seen;
+    let mut seen = multiscale.seen_generation;
+    if let Some(snapshot) = sim.runner.latest_multiscale(&mut seen) {
+        multiscale.snapshot = Some(snapshot);
+    }
+    multiscale.seen_generation = seen;
+    // Scripted multiscale run: once the start-up structures are in (the real one when the
+    // micro-CT sample is present, else the generated one).
+    if multiscale.on_start && !multiscale.start_sent && ui.startup_settled() {
+        multiscale.start_sent = true;
+        if !start_run(&sim, &mut multiscale, &ui, &scene.quality) {
+            multiscale.status = MsStatus::Failed;
+        }
+    }
 
     // Scripted solves: each structure once, as soon as it is there (jobs queue in order).
     if ui.solve_on_start {
@@ -526,7 +565,12 @@ fn pump_runner(
     }
     // Animate (spinner, live residual plot, the vertebra recolouring) while something runs;
     // idle otherwise.
-    if ui.busy.is_some() || scene.dirty || remodel.is_computing() || remodel.replay.is_some() {
+    if ui.busy.is_some()
+        || scene.dirty
+        || remodel.is_computing()
+        || remodel.replay.is_some()
+        || multiscale.is_computing()
+    {
         redraw.write(RequestRedraw);
     }
 }

@@ -7,6 +7,9 @@
 //!   `solve_on_start`, both have been solved and their SED-coloured meshes are shown;
 //! - vertebra view: the vertebra has been on screen for a few frames. A run started with
 //!   `--remodel-on-start` keeps going: the capture shows the day reached at that frame.
+//! - multiscale mode (`--multiscale-on-start`): [`MULTISCALE_CAPTURE_CHECKPOINTS`] checkpoints
+//!   (or `OSTEOLAB_CAPTURE_CHECKPOINTS`) are done and their structures on screen, or the run
+//!   ended; the run keeps going.
 //!
 //! The PNG is written atomically; the app exits after the write. Frame times (overall, while
 //! a micro-FE job ran, while the remodeling computed) and the days/s of the remodeling
@@ -22,6 +25,8 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::RequestRedraw;
 
 use super::bridge::UiState;
+use super::multiscale::{MsStatus, MultiscaleState};
+use super::multiscale_scene::MultiscaleView;
 use super::remodel::{RemodelState, RunStatus};
 use super::scene::{SceneState, ViewKind};
 use super::vertebra::VertebraView;
@@ -29,6 +34,10 @@ use super::vertebra::VertebraView;
 /// Frames the shown mesh must have been on screen before a capture (pipeline compilation on a
 /// software adapter takes a few frames).
 const SETTLE_FRAMES: u32 = 8;
+/// Checkpoints after day 0 a scripted multiscale capture waits for: with the default 30-day
+/// interval of spaceflight-215, day 270, a month into the recovery, so that day 0, the end of
+/// the flight and the recovering structure show side by side.
+pub const MULTISCALE_CAPTURE_CHECKPOINTS: usize = 11;
 /// Give up waiting for a scripted solve after this long (the capture is taken anyway).
 const MAX_WAIT: Duration = Duration::from_secs(900);
 
@@ -90,6 +99,8 @@ pub struct CaptureRequest {
     /// The remodeling run was started at launch: wait until it is set up (the capture then
     /// shows whatever day it reached at that frame).
     pub remodel_on_start: bool,
+    /// The multiscale run was started at launch: wait for its checkpoints.
+    pub multiscale_on_start: bool,
 }
 
 #[derive(Resource)]
@@ -115,6 +126,7 @@ impl Plugin for CapturePlugin {
                 frames: req.frames,
                 solve_on_start: req.solve_on_start,
                 remodel_on_start: req.remodel_on_start,
+                multiscale_on_start: req.multiscale_on_start,
             })
             .insert_resource(CaptureState {
                 started: Instant::now(),
@@ -184,13 +196,15 @@ fn drive_capture(
     view: Res<ViewKind>,
     mut exit: MessageWriter<AppExit>,
     mut redraw: MessageWriter<RequestRedraw>,
+    (multiscale, ms_view): (Res<MultiscaleState>, Res<MultiscaleView>),
 ) {
     state.frames = state.frames.saturating_add(1);
     redraw.write(RequestRedraw);
     match state.saved.load(Ordering::Acquire) {
         SAVE_OK => {
             let failed = (request.solve_on_start && (ui.solve_failed || ui.solves_finished == 0))
-                || (request.remodel_on_start && remodel.status == RunStatus::Failed);
+                || (request.remodel_on_start && remodel.status == RunStatus::Failed)
+                || (request.multiscale_on_start && multiscale.status == MsStatus::Failed);
             exit.write(if failed {
                 AppExit::error()
             } else {
@@ -208,6 +222,25 @@ fn drive_capture(
         return;
     }
     let ready = match *view {
+        ViewKind::Micro if request.multiscale_on_start => {
+            let wanted = std::env::var("OSTEOLAB_CAPTURE_CHECKPOINTS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(MULTISCALE_CAPTURE_CHECKPOINTS);
+            let ended = matches!(
+                multiscale.status,
+                MsStatus::Finished | MsStatus::Cancelled | MsStatus::Failed
+            );
+            let done = multiscale.checkpoints.len().saturating_sub(1);
+            // The structures of the last checkpoint received are on screen.
+            let on_screen = ms_view.shown.iter().any(|s| {
+                multiscale
+                    .checkpoints
+                    .last()
+                    .is_some_and(|c| s.checkpoint.index == c.index)
+            }) && ms_view.frames_since_shown >= SETTLE_FRAMES;
+            (done >= wanted && on_screen) || ended
+        }
         ViewKind::Micro => {
             let shown =
                 scene.shown.is_some() && !scene.dirty && scene.frames_since_shown >= SETTLE_FRAMES;

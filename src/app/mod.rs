@@ -6,7 +6,10 @@
 //!   a timeline (play / pause / step / scrub, BMD plots with phase bands) and a scenario
 //!   editor. The run streams day by day from the simulation thread.
 //! - **Microstructure**: two trabecular cubes side by side, the real micro-CT sample and a
-//!   ReconGAN cube (the default source), their morphometry and micro-FE solves (SED colouring).
+//!   ReconGAN cube (the default source), their morphometry and micro-FE solves (SED colouring);
+//!   or, in its multiscale mode ([`multiscale`], [`multiscale_scene`], [`multiscale_panel`]),
+//!   one of them through the loss and recovery of a multiscale run, checkpoint by checkpoint,
+//!   coloured by change against day 0, with its BV/TV timeline.
 //!
 //! Plugins and modules: [`bridge`] (runner resource, events → state resources, snapshots →
 //! scene), [`remodel`] (the vertebra view's state), [`scene`] (camera, materials, micro
@@ -20,6 +23,9 @@ mod camera;
 mod capture;
 mod colormap;
 mod micro_panel;
+mod multiscale;
+mod multiscale_panel;
+mod multiscale_scene;
 mod pacing;
 mod remodel;
 mod scene;
@@ -52,6 +58,10 @@ pub struct AppOptions {
     /// Start the built-in scenario (spaceflight-215) on the built-in vertebra at launch
     /// instead of waiting at day 0.
     pub remodel_on_start: bool,
+    /// Open the microstructure view's multiscale mode and start the multiscale run
+    /// (spaceflight-215, a checkpoint every 30 days or `OSTEOLAB_MULTISCALE_EVERY_DAYS`) on
+    /// the start-up structure (the micro-CT sample when present, else the ReconGAN cube).
+    pub multiscale_on_start: bool,
     /// The view to open; `None` = the vertebra, or the microstructure when only
     /// `solve_on_start` asks for something.
     pub view: Option<ViewKind>,
@@ -62,13 +72,12 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     let solve_on_start = options.solve_on_start
         || std::env::var("OSTEOLAB_AUTOSOLVE").is_ok_and(|v| v == "1" || v == "true");
     let scripted = options.screenshot.is_some();
-    let view = options
-        .view
-        .unwrap_or(if solve_on_start && !options.remodel_on_start {
-            ViewKind::Micro
-        } else {
-            ViewKind::Vertebra
-        });
+    let micro = options.multiscale_on_start || (solve_on_start && !options.remodel_on_start);
+    let view = options.view.unwrap_or(if micro {
+        ViewKind::Micro
+    } else {
+        ViewKind::Vertebra
+    });
     let stats = capture::SharedFrameStats(Arc::new(Mutex::new(capture::FrameStats::default())));
 
     let mut app = App::new();
@@ -99,7 +108,9 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     .add_plugins(bridge::BridgePlugin {
         solve_on_start,
         remodel_on_start: options.remodel_on_start,
+        multiscale_on_start: options.multiscale_on_start,
     })
+    .add_plugins(multiscale_scene::MultiscaleScenePlugin)
     .add_plugins(vertebra::VertebraPlugin)
     .add_plugins(pacing::PacingPlugin)
     .add_plugins(capture::CapturePlugin {
@@ -108,6 +119,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
             frames: options.frames.max(1),
             solve_on_start,
             remodel_on_start: options.remodel_on_start,
+            multiscale_on_start: options.multiscale_on_start,
         }),
         stats: stats.clone(),
     })

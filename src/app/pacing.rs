@@ -1,4 +1,5 @@
-//! Frame pacing while the remodeling run computes on a software rasteriser.
+//! Frame pacing while the remodeling run (or the multiscale run) computes on a software
+//! rasteriser.
 //!
 //! Mesa's lavapipe renders on the same two cores the simulation needs: left alone, the
 //! window takes about 50 ms of CPU per frame, the simulation thread (at background
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 
+use super::multiscale::MultiscaleState;
 use super::remodel::RemodelState;
 use super::scene::{RenderQuality, SceneState};
 
@@ -48,6 +50,7 @@ fn pace_frames(
     mut pacing: ResMut<FramePacing>,
     scene: Res<SceneState>,
     remodel: Res<RemodelState>,
+    multiscale: Res<MultiscaleState>,
 ) {
     let software = matches!(scene.quality, RenderQuality::Software { .. });
     let cap = match pacing.override_fps {
@@ -56,7 +59,7 @@ fn pace_frames(
         None => 0.0,
     };
     let now = Instant::now();
-    if remodel.is_computing()
+    if (remodel.is_computing() || multiscale.is_computing())
         && cap > 0.0
         && let Some(last) = pacing.last
     {

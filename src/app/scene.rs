@@ -441,6 +441,13 @@ pub fn to_bevy_mesh(surface: &SurfaceMesh, field: Option<(&[f32], ColorScale)>) 
             .collect(),
         _ => vec![srgb_to_linear_rgba(BONE_SRGB); n],
     };
+    colored_mesh(surface, colors)
+}
+
+/// A Bevy triangle mesh of `surface` with one linear-RGBA colour per vertex (its normals, or +z
+/// where it has none).
+pub fn colored_mesh(surface: &SurfaceMesh, colors: Vec<[f32; 4]>) -> Mesh {
+    let n = surface.positions.len();
     let normals = if surface.normals.len() == n {
         surface.normals.clone()
     } else {

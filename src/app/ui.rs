@@ -16,6 +16,12 @@ use osteolab::runner::{MicroSlot, SED_FIELD};
 use super::bridge::{Sim, UiState};
 use super::colormap::DivergingScale;
 use super::micro_panel::{PathInput, micro_panel, short_label};
+use super::multiscale::{MicroMode, MultiscaleState};
+use super::multiscale_panel::{
+    MULTISCALE_TIMELINE_HEIGHT, mode_switch_ui, multiscale_overlay, multiscale_panel_ui,
+    multiscale_timeline_ui,
+};
+use super::multiscale_scene::MultiscaleView;
 use super::remodel::RemodelState;
 use super::scene::{MainCamera, SceneState, ViewKind, ViewportLayout};
 use super::timeline::{TIMELINE_HEIGHT, timeline_ui};
@@ -39,6 +45,7 @@ pub fn panels_ui(
     mut camera: Query<(&mut Camera, &GlobalTransform), With<MainCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
     mut path_input: Local<PathInput>,
+    (mut multiscale, ms_view): (ResMut<MultiscaleState>, Res<MultiscaleView>),
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     let mut root = egui::Ui::new(
@@ -66,13 +73,25 @@ pub fn panels_ui(
             ui.separator();
             egui::ScrollArea::vertical().show(ui, |ui| {
                 match view {
-                    ViewKind::Micro => micro_panel(
-                        ui,
-                        sim.as_deref(),
-                        &mut ui_state,
-                        &mut scene,
-                        &mut path_input,
-                    ),
+                    ViewKind::Micro => {
+                        mode_switch_ui(ui, &mut multiscale);
+                        match multiscale.mode {
+                            MicroMode::Compare => micro_panel(
+                                ui,
+                                sim.as_deref(),
+                                &mut ui_state,
+                                &mut scene,
+                                &mut path_input,
+                            ),
+                            MicroMode::Multiscale => multiscale_panel_ui(
+                                ui,
+                                sim.as_deref(),
+                                &mut multiscale,
+                                &ui_state,
+                                &scene,
+                            ),
+                        }
+                    }
                     ViewKind::Vertebra => {
                         vertebra_panel(ui, sim.as_deref(), &mut remodel, &vertebra)
                     }
@@ -99,6 +118,18 @@ pub fn panels_ui(
             .response
             .rect
             .height()
+    } else if multiscale.mode == MicroMode::Multiscale {
+        egui::Panel::bottom("osteolab-ms-timeline")
+            .resizable(true)
+            .default_size(MULTISCALE_TIMELINE_HEIGHT)
+            .min_size(140.0)
+            .max_size(480.0)
+            .show(&mut root, |ui| {
+                multiscale_timeline_ui(ui, &multiscale);
+            })
+            .response
+            .rect
+            .height()
     } else {
         0.0
     };
@@ -110,6 +141,7 @@ pub fn panels_ui(
     // top-left part of a virtual image `left` pixels wider and `bottom` pixels taller, placed
     // `bottom` pixels down in it.
     let mut anchors_on_screen = [None, None];
+    let mut ms_anchors = Vec::new();
     if let (Ok(window), Ok((mut camera, camera_transform))) = (window.single(), camera.single_mut())
     {
         let w = window.physical_width().max(1);
@@ -136,8 +168,16 @@ pub fn panels_ui(
                 .get(slot)
                 .and_then(|p| camera.world_to_viewport(camera_transform, p).ok());
         }
+        ms_anchors = ms_view
+            .shown
+            .iter()
+            .map(|s| camera.world_to_viewport(camera_transform, s.anchor).ok())
+            .collect();
     }
     match view {
+        ViewKind::Micro if multiscale.mode == MicroMode::Multiscale => {
+            multiscale_overlay(&ctx, left, &multiscale, &ms_view, &ms_anchors);
+        }
         ViewKind::Micro => {
             viewport_overlay(&ctx, left, &scene);
             for (i, slot) in MicroSlot::ALL.into_iter().enumerate() {
@@ -210,13 +250,24 @@ fn structure_label(ctx: &egui::Context, slot: MicroSlot, at: Vec2, scene: &Scene
     if let Some(fe) = shown.fe {
         text.push_str(&format!(" · E_app {:.0} MPa", fe.e_app_mpa));
     }
-    egui::Area::new(egui::Id::new(("structure-label", slot.label())))
+    floating_label(
+        ctx,
+        egui::Id::new(("structure-label", slot.label())),
+        at,
+        text,
+    );
+}
+
+/// A label on a dark translucent plate, its bottom centre at `at` (logical pixels): the name of
+/// a structure above it in the 3-D view.
+pub fn floating_label(ctx: &egui::Context, id: egui::Id, at: Vec2, text: String) {
+    egui::Area::new(id)
         .fixed_pos(egui::pos2(at.x, at.y))
         .pivot(egui::Align2::CENTER_BOTTOM)
         .interactable(false)
         .show(ctx, |ui| {
             egui::Frame::new()
-                .fill(Color32::from_black_alpha(150))
+                .fill(Color32::from_black_alpha(155))
                 .corner_radius(4.0)
                 .inner_margin(egui::Margin::symmetric(8, 4))
                 .show(ui, |ui| {

@@ -9,10 +9,8 @@
 
 use std::sync::Arc;
 
-use bevy::asset::RenderAssetUsages;
 use bevy::camera::visibility::NoFrustumCulling;
 use bevy::input::mouse::AccumulatedMouseMotion;
-use bevy::mesh::{Indices, PrimitiveTopology};
 use bevy::prelude::*;
 use bevy::window::RequestRedraw;
 use bevy_egui::input::EguiWantsInput;
@@ -362,18 +360,5 @@ fn to_bevy_mesh(section: &SectionMesh, values: &[f32], scale: &DivergingScale) -
             srgb_to_linear_rgba(c)
         })
         .collect();
-    let normals = if m.normals.len() == n {
-        m.normals.clone()
-    } else {
-        vec![[0.0, 0.0, 1.0]; n]
-    };
-    let mut mesh = Mesh::new(
-        PrimitiveTopology::TriangleList,
-        RenderAssetUsages::RENDER_WORLD,
-    );
-    mesh.insert_attribute(Mesh::ATTRIBUTE_POSITION, m.positions.clone());
-    mesh.insert_attribute(Mesh::ATTRIBUTE_NORMAL, normals);
-    mesh.insert_attribute(Mesh::ATTRIBUTE_COLOR, colors);
-    mesh.insert_indices(Indices::U32(m.indices.clone()));
-    mesh
+    super::scene::colored_mesh(m, colors)
 }

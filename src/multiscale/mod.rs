@@ -169,6 +169,19 @@ pub fn change_counts(original: &BoneMask, now: &BoneMask) -> (usize, usize) {
         })
 }
 
+/// Name of the vertex field of the surfaces of adapted structures that marks formed bone.
+pub const FORMED_FIELD: &str = "formed";
+
+/// Per voxel of `now`: 1 where it is bone formed since `original` (marrow there), else 0; the
+/// vertex field [`FORMED_FIELD`] of the stored and displayed surfaces.
+pub fn formed_field(original: &BoneMask, now: &BoneMask) -> Vec<f32> {
+    now.voxels
+        .iter()
+        .zip(&original.voxels)
+        .map(|(&n, &o)| if n && !o { 1.0 } else { 0.0 })
+        .collect()
+}
+
 /// Cancellation and progress of [`MultiscaleRun::advance`].
 #[derive(Clone, Copy, Default)]
 pub struct RunControl<'a> {

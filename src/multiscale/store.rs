@@ -119,13 +119,11 @@ impl RunFolder {
         save_volume(&mask.to_volume(), &self.volume_path(day))?;
         let mut mesh = extract_surface(mask, &ExtractParams::default());
         if !mesh.is_empty() {
-            let formed: Vec<f32> = mask
-                .voxels
-                .iter()
-                .zip(&original.voxels)
-                .map(|(&now, &then)| if now && !then { 1.0 } else { 0.0 })
-                .collect();
-            mesh.add_voxel_field(mask, &formed, "formed")?;
+            mesh.add_voxel_field(
+                mask,
+                &super::formed_field(original, mask),
+                super::FORMED_FIELD,
+            )?;
             write_mesh(&mesh, &self.mesh_path(day))?;
         }
         Ok(())

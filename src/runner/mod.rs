@@ -27,11 +27,16 @@
 //!   thread steps it one day at a time between micro-FE jobs. The element field of every day
 //!   goes to a shared, memory-bounded [`FieldHistory`] ([`Runner::field_history`]) for
 //!   scrubbing; the view geometry ([`section`]) is built once per model on this thread.
+//! - **Multiscale** ([`multiscale`]): the macroscale run driving the shape optimisation of a
+//!   held microstructure, one checkpoint at a time ([`Command::Multiscale`],
+//!   [`Event::Multiscale`]); its structures go out through their own latest-wins slot
+//!   ([`Runner::latest_multiscale`]) and it has its own cancel flag.
 //!
 //! The pattern follows Bevy's `external_source_external_thread` example and rerun's
 //! "one channel in, one channel out, drained each frame under a budget" design.
 
 mod micro_slot;
+pub mod multiscale;
 pub mod remodel;
 pub mod section;
 mod slot;
@@ -52,6 +57,10 @@ use crate::volume::Grid;
 use crate::volume::segment::SegmentParams;
 
 pub use micro_slot::{MicroSlot, PerSlot};
+pub use multiscale::{
+    MultiscaleCommand, MultiscaleEvent, MultiscaleInfo, MultiscaleSnapshot, StartMultiscale,
+    StructureView,
+};
 pub use remodel::{
     DayField, FieldHistory, RemodelCommand, RemodelEvent, RemodelInfo, StartRemodel, VertebraSource,
 };
@@ -176,6 +185,8 @@ pub enum Command {
     Cancel,
     /// Steer the remodeling run (see [`remodel`]).
     Remodel(RemodelCommand),
+    /// Start or cancel the multiscale run (see [`multiscale`]).
+    Multiscale(MultiscaleCommand),
     /// Stop the thread (after cancelling whatever runs).
     Shutdown,
 }
@@ -355,6 +366,8 @@ pub enum Event {
     },
     /// An event of the remodeling run (all lossless).
     Remodel(RemodelEvent),
+    /// An event of the multiscale run (see [`multiscale`] for which are lossless).
+    Multiscale(MultiscaleEvent),
 }
 
 /// Construction options of a [`Runner`].
@@ -462,6 +475,8 @@ pub struct Runner {
     snapshots: LatestSlot<Snapshot>,
     cancel: Arc<CancelState>,
     remodel_cancel: Arc<CancelState>,
+    multiscale_cancel: Arc<CancelState>,
+    multiscale_snapshots: LatestSlot<MultiscaleSnapshot>,
     history: FieldHistory,
     next_job: AtomicU64,
     dropped_progress: Arc<AtomicU64>,
@@ -511,6 +526,8 @@ impl Runner {
                 .map_err(|e| RunnerError::ThreadPool(e.to_string()))?
         };
         let remodel_cancel = Arc::new(CancelState::default());
+        let multiscale_cancel = Arc::new(CancelState::default());
+        let multiscale_snapshots = LatestSlot::new();
         let history = FieldHistory::new(options.field_history_bytes);
         let worker = worker::Worker::new(worker::WorkerParts {
             commands: command_rx,
@@ -518,6 +535,8 @@ impl Runner {
             snapshots: snapshots.clone(),
             cancel: Arc::clone(&cancel),
             remodel_cancel: Arc::clone(&remodel_cancel),
+            multiscale_cancel: Arc::clone(&multiscale_cancel),
+            multiscale_snapshots: multiscale_snapshots.clone(),
             history: history.clone(),
             pool,
             max_live_triangles: options.max_live_triangles.max(12),
@@ -538,6 +557,8 @@ impl Runner {
             snapshots,
             cancel,
             remodel_cancel,
+            multiscale_cancel,
+            multiscale_snapshots,
             history,
             next_job: AtomicU64::new(1),
             dropped_progress,
@@ -556,10 +577,17 @@ impl Runner {
             Command::Shutdown => {
                 self.cancel.cancel_through(job);
                 self.remodel_cancel.cancel_through(job);
+                self.multiscale_cancel.cancel_through(job);
             }
             Command::Remodel(RemodelCommand::Cancel) => self.remodel_cancel.cancel_through(job),
             Command::Remodel(RemodelCommand::Start(_)) => {
                 self.remodel_cancel.cancel_through(job - 1)
+            }
+            Command::Multiscale(MultiscaleCommand::Cancel) => {
+                self.multiscale_cancel.cancel_through(job)
+            }
+            Command::Multiscale(MultiscaleCommand::Start(_)) => {
+                self.multiscale_cancel.cancel_through(job - 1)
             }
             _ => {}
         }
@@ -620,6 +648,17 @@ impl Runner {
         self.send(Command::Remodel(command))
     }
 
+    /// Sends a multiscale command (shorthand for `send(Command::Multiscale(command))`).
+    pub fn multiscale(&self, command: MultiscaleCommand) -> Result<JobId, RunnerError> {
+        self.send(Command::Multiscale(command))
+    }
+
+    /// The latest structures of the multiscale run if newer than generation `seen` (updated
+    /// in place).
+    pub fn latest_multiscale(&self, seen: &mut u64) -> Option<Arc<MultiscaleSnapshot>> {
+        self.multiscale_snapshots.latest_if_newer(seen)
+    }
+
     /// The per-day element fields of the current remodeling run (shared; clone freely).
     pub fn field_history(&self) -> &FieldHistory {
         &self.history
@@ -675,3 +714,6 @@ mod micro_tests;
 
 #[cfg(test)]
 mod remodel_tests;
+
+#[cfg(test)]
+mod multiscale_tests;

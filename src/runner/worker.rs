@@ -2,6 +2,7 @@
 //! [`MicroSlot`]) and the remodeling run, runs one micro-FE job at a time and steps the
 //! remodeling run one day at a time in between (see [`remodel`]).
 
+mod multiscale;
 mod remodel;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 
+use super::multiscale::MultiscaleSnapshot;
 use super::remodel::FieldHistory;
 use super::{
     CancelState, Command, Envelope, Event, FeSummary, JobId, JobKind, JobReport, LatestSlot,
@@ -110,6 +112,10 @@ pub(crate) struct Worker {
     remodel_cancel: Arc<CancelState>,
     history: FieldHistory,
     remodel: Option<remodel::RemodelRun>,
+    /// Cancellation of the multiscale run (independent of the others).
+    multiscale_cancel: Arc<CancelState>,
+    multiscale_snapshots: LatestSlot<MultiscaleSnapshot>,
+    multiscale: Option<multiscale::MultiscaleJob>,
 }
 
 /// The shared state a [`Worker`] is built with.
@@ -119,6 +125,8 @@ pub(crate) struct WorkerParts {
     pub(crate) snapshots: LatestSlot<Snapshot>,
     pub(crate) cancel: Arc<CancelState>,
     pub(crate) remodel_cancel: Arc<CancelState>,
+    pub(crate) multiscale_cancel: Arc<CancelState>,
+    pub(crate) multiscale_snapshots: LatestSlot<MultiscaleSnapshot>,
     pub(crate) history: FieldHistory,
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) max_live_triangles: usize,
@@ -139,15 +147,19 @@ impl Worker {
             remodel_cancel: parts.remodel_cancel,
             history: parts.history,
             remodel: None,
+            multiscale_cancel: parts.multiscale_cancel,
+            multiscale_snapshots: parts.multiscale_snapshots,
+            multiscale: None,
         }
     }
 
     /// The thread's main loop until `Shutdown`, a dropped handle, or a dropped event
-    /// receiver. While a remodeling run has days to step, commands are polled between days;
-    /// otherwise the thread sleeps until the next command.
+    /// receiver. While a remodeling run has days to step or a multiscale run checkpoints to
+    /// compute, commands are polled between days and checkpoints; otherwise the thread sleeps
+    /// until the next command.
     pub(crate) fn run(mut self) {
         loop {
-            let envelope = if self.remodel_wants_step() {
+            let envelope = if self.remodel_wants_step() || self.multiscale_wants_step() {
                 match self.commands.try_recv() {
                     Ok(e) => Some(e),
                     Err(TryRecvError::Empty) => None,
@@ -160,12 +172,20 @@ impl Worker {
                 }
             };
             match envelope {
-                None => self.remodel_step(),
+                None => {
+                    if self.remodel_wants_step() {
+                        self.remodel_step();
+                    }
+                    if self.multiscale_wants_step() && !self.emitter.is_disconnected() {
+                        self.multiscale_step();
+                    }
+                }
                 Some(Envelope { job, command }) => match command {
                     // Cancellation already took effect through the shared flag.
                     Command::Cancel => {}
                     Command::Shutdown => break,
                     Command::Remodel(c) => self.remodel_command(job, c),
+                    Command::Multiscale(c) => self.multiscale_command(job, c),
                     job_command => self.run_micro_job(job, job_command),
                 },
             }
@@ -182,7 +202,9 @@ impl Worker {
             Command::GenerateReconGan(_) => JobKind::GenerateReconGan,
             Command::GenerateSynthetic(_) => JobKind::GenerateSynthetic,
             Command::Solve { .. } => JobKind::Solve,
-            Command::Cancel | Command::Shutdown | Command::Remodel(_) => return,
+            Command::Cancel | Command::Shutdown | Command::Remodel(_) | Command::Multiscale(_) => {
+                return;
+            }
         };
         self.emitter.send(Event::Started { job, kind });
         let outcome = if self.cancel.begin_job(job) {
@@ -210,7 +232,7 @@ impl Worker {
             Command::GenerateReconGan(params) => self.generate_recongan(job, params),
             Command::GenerateSynthetic(params) => self.generate_synthetic(job, params),
             Command::Solve { slot, request } => self.solve(job, slot, request),
-            Command::Cancel | Command::Shutdown | Command::Remodel(_) => {
+            Command::Cancel | Command::Shutdown | Command::Remodel(_) | Command::Multiscale(_) => {
                 Err(Stop::Failed("not a micro-FE job".into()))
             }
         }

@@ -255,3 +255,83 @@ fn app_vertebra_view_streams_the_remodeling_run() {
         "{stderr}"
     );
 }
+
+/// The microstructure view's multiscale mode with `--multiscale-on-start`: the app loads the
+/// start-up structures and runs spaceflight-215 on the real one (or, without the shared data,
+/// on the ReconGAN cube); the capture waits for 4 checkpoints (day 90 of the flight, some 3 %
+/// of BV/TV lost). The screenshot must show the panel, ivory bone with the orange-red shell of
+/// the bone resorbed since day 0 in the 3-D area, and the blue reached-BV/TV line and dots of
+/// the timeline at the bottom.
+#[test]
+fn app_multiscale_mode_shows_the_run_coloured_by_change() {
+    assert_xvfb();
+    let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("multiscale.png");
+    let exe = bin().get_program().to_owned();
+    let out = Command::new("timeout")
+        .arg("900")
+        .arg("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1600x900x24"])
+        .arg(&exe)
+        .args([
+            "--multiscale-on-start",
+            "--screenshot",
+            shot.to_str().unwrap(),
+            "--frames",
+            "30",
+        ])
+        .env("OSTEOLAB_CAPTURE_CHECKPOINTS", "4")
+        .output()
+        .expect("run the app under xvfb-run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "app exited with {:?}: {stderr}",
+        out.status
+    );
+    let img = open_shot(&shot);
+    let (w, h) = img.dimensions();
+    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
+    assert!(
+        panel_sd > 8.0 && panel_colours > 20,
+        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
+    );
+    // The 3-D area: right of the panel (at most 0.4 of the width), above the timeline.
+    let (x0, y0, y1) = (w * 4 / 10, h / 10, h * 7 / 10);
+    let (view_sd, view_colours) = region_stats(&img, x0, w, y0, y1);
+    assert!(
+        view_sd > 8.0 && view_colours > 200,
+        "the 3-D view looks empty: sd {view_sd:.1}, {view_colours} colours"
+    );
+    let mut ivory = 0usize;
+    let mut resorbed = 0usize;
+    for y in y0..y1 {
+        for x in x0..w {
+            let p = img.get_pixel(x, y);
+            let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
+            // Lit bone: bright, warm, little saturation.
+            if r > 120 && r >= g && g >= b && r - b < 70 {
+                ivory += 1;
+            }
+            // The resorbed shell: red well above green and blue.
+            if r > 110 && r > g + 45 && g > b - 10 {
+                resorbed += 1;
+            }
+        }
+    }
+    eprintln!("3-D area: {ivory} bone pixels, {resorbed} resorbed-shell pixels");
+    assert!(ivory > 20_000, "no bone structures ({ivory} pixels)");
+    assert!(resorbed > 300, "no resorbed bone shown ({resorbed} pixels)");
+    // The timeline (bottom fifth, right of the panel): the reached BV/TV (light blue).
+    let mut blue = 0usize;
+    for y in h * 4 / 5..h {
+        for x in x0..w {
+            let p = img.get_pixel(x, y);
+            let near = |c: [i32; 3]| (0..3).all(|k| (p[k] as i32 - c[k]).abs() <= 40);
+            blue += usize::from(near([120, 210, 255]));
+        }
+    }
+    eprintln!("timeline: {blue} reached-BV/TV pixels");
+    assert!(blue > 60, "no reached-BV/TV line in the timeline ({blue})");
+}
