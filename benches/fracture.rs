@@ -3,10 +3,14 @@
 //!
 //! The full curve of the built-in L3 vertebra (32 134 elements) is timed end to end with
 //! `/usr/bin/time -v osteolab fracture --state pre` (see BENCHMARKS.md); here the parts: one
-//! secant-stiffness solve of the built-in vertebra, and the whole curve of the small built-in
-//! vertebra (about 3 800 elements).
+//! secant-stiffness solve of the built-in vertebra with a fresh multigrid hierarchy and with a
+//! kept one (as the driver does), and the whole curve of the small built-in vertebra (about
+//! 3 800 elements).
 
-use osteolab::fe::{AxialLoad, BoundaryCondition, Material, SolveControl, SolverParams};
+use osteolab::fe::{
+    AxialLoad, BoundaryCondition, Material, ReusableAxialProblem, SolveControl, SolverParams,
+};
+use osteolab::fracture::FractureModel;
 use osteolab::fracture::vertebra::{VertebraFractureParams, vertebra_model};
 use osteolab::fracture::{FractureControl, FractureParams, run_to_failure};
 use osteolab::remodel::density::DensityRelations;
@@ -37,10 +41,9 @@ fn small_vertebra_full_curve(bencher: divan::Bencher) {
     bencher.bench_local(|| run_to_failure(&model, &params, &FractureControl::default()).unwrap());
 }
 
-/// One linear solve of the built-in vertebra with its undamaged element moduli, from zero
-/// (the driver's solves are warm-started and cheaper).
-#[divan::bench(sample_count = 5)]
-fn builtin_vertebra_one_secant_solve(bencher: divan::Bencher) {
+/// The built-in vertebra's model, its grid-indexed element moduli relative to the stiffest
+/// one, and that material.
+fn builtin_secant_problem() -> (FractureModel, Vec<f32>, Material) {
     let d = DensityRelations::default();
     let v = Vertebra::builtin(&VertebraParams::default(), &d).unwrap();
     let model = vertebra_model(
@@ -65,6 +68,19 @@ fn builtin_vertebra_one_secant_solve(bencher: divan::Bencher) {
         young_modulus_mpa: e_ref,
         poisson_ratio: model.poisson_ratio,
     };
+    (model, scale, material)
+}
+
+const LOAD: AxialLoad = AxialLoad {
+    bc: BoundaryCondition::AxialClamped,
+    strain: -1e-3,
+};
+
+/// One linear solve of the built-in vertebra with its undamaged element moduli, from zero,
+/// building the model and multigrid hierarchy (what every solve of the first version did).
+#[divan::bench(sample_count = 5)]
+fn builtin_vertebra_one_secant_solve(bencher: divan::Bencher) {
+    let (model, scale, material) = builtin_secant_problem();
     let params = SolverParams {
         tolerance: 1e-6,
         ..Default::default()
@@ -74,13 +90,39 @@ fn builtin_vertebra_one_secant_solve(bencher: divan::Bencher) {
             &model.mask,
             Some(&scale),
             &material,
-            &AxialLoad {
-                bc: BoundaryCondition::AxialClamped,
-                strain: -1e-3,
-            },
+            &LOAD,
             &params,
             &SolveControl::default(),
         )
         .unwrap()
+    });
+}
+
+/// The same solve on a [`ReusableAxialProblem`] whose hierarchy is kept from an earlier
+/// build; the moduli are halved in a tenth of the elements, so the hierarchy is stale.
+#[divan::bench(sample_count = 5)]
+fn builtin_vertebra_one_secant_solve_with_kept_preconditioner(bencher: divan::Bencher) {
+    let (model, scale, material) = builtin_secant_problem();
+    let params = SolverParams {
+        tolerance: 1e-6,
+        ..Default::default()
+    };
+    let mut problem = ReusableAxialProblem::new(
+        &model.mask,
+        Some(&scale),
+        &material,
+        BoundaryCondition::AxialClamped,
+        &params,
+    )
+    .unwrap();
+    let mut damaged = scale.clone();
+    for &v in model.element_voxel.iter().step_by(10) {
+        damaged[v] *= 0.5;
+    }
+    problem.update_scale(&damaged).unwrap();
+    bencher.bench_local(|| {
+        problem
+            .solve(&LOAD, &params, &SolveControl::default())
+            .unwrap()
     });
 }

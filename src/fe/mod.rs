@@ -16,6 +16,7 @@ pub mod multigrid;
 pub mod operator;
 pub mod pcg;
 pub mod plate;
+pub mod reusable;
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -28,6 +29,7 @@ pub use element::Material;
 pub use multigrid::MultigridParams;
 pub use pcg::SolverProgress;
 pub use plate::{PlateLoad, PlateLoadResponse, PlateSolution, solve_plate_loads};
+pub use reusable::ReusableAxialProblem;
 
 use crate::volume::BoneMask;
 use bc::{ConstraintSpec, load_bearing_voxels};
@@ -167,6 +169,56 @@ pub struct KubcSolution {
     pub seconds: f64,
 }
 
+/// Checks the inputs of a voxel FE problem and builds its model: the load-bearing bone voxels
+/// under `bc` with a positive modulus scale (elements of zero scale are dropped). Returns the
+/// model and the number of bone voxels dropped as not load-bearing.
+pub(crate) fn checked_model(
+    mask: &BoneMask,
+    modulus_scale: Option<&[f32]>,
+    material: &Material,
+    bc: BoundaryCondition,
+    params: &SolverParams,
+) -> Result<(VoxelModel, usize), FeError> {
+    material.validate().map_err(FeError::InvalidParameter)?;
+    let grid = mask.grid;
+    if grid
+        .voxel_size_mm
+        .iter()
+        .any(|&h| !(h.is_finite() && h > 0.0))
+    {
+        return Err(FeError::InvalidParameter(format!(
+            "voxel size must be positive and finite, got {:?} mm",
+            grid.voxel_size_mm
+        )));
+    }
+    if let Some(s) = modulus_scale
+        && (s.len() != mask.voxels.len() || s.iter().any(|v| !(v.is_finite() && *v >= 0.0)))
+    {
+        return Err(FeError::InvalidParameter(
+            "modulus scale must have one finite, non-negative value per voxel".into(),
+        ));
+    }
+    if !(params.tolerance.is_finite() && params.tolerance > 0.0) {
+        return Err(FeError::InvalidParameter(format!(
+            "tolerance must be positive, got {}",
+            params.tolerance
+        )));
+    }
+    if mask.count() == 0 {
+        return Err(FeError::EmptyMask);
+    }
+    let (kept, removed) = load_bearing_voxels(grid.dims, &mask.voxels, bc);
+    let kept: Vec<bool> = match modulus_scale {
+        Some(s) => kept.iter().zip(s).map(|(&k, &v)| k && v > 0.0).collect(),
+        None => kept,
+    };
+    if !kept.iter().any(|&k| k) {
+        return Err(FeError::NoLoadPath);
+    }
+    let model = VoxelModel::new(grid.dims, grid.voxel_size_mm, &kept, modulus_scale);
+    Ok((model, removed))
+}
+
 /// A constrained problem with its preconditioner, reusable for several right-hand sides.
 struct Problem {
     mg: Option<Multigrid>,
@@ -182,43 +234,7 @@ impl Problem {
         bc: BoundaryCondition,
         params: &SolverParams,
     ) -> Result<Self, FeError> {
-        material.validate().map_err(FeError::InvalidParameter)?;
-        let grid = mask.grid;
-        if grid
-            .voxel_size_mm
-            .iter()
-            .any(|&h| !(h.is_finite() && h > 0.0))
-        {
-            return Err(FeError::InvalidParameter(format!(
-                "voxel size must be positive and finite, got {:?} mm",
-                grid.voxel_size_mm
-            )));
-        }
-        if let Some(s) = modulus_scale
-            && (s.len() != mask.voxels.len() || s.iter().any(|v| !(v.is_finite() && *v >= 0.0)))
-        {
-            return Err(FeError::InvalidParameter(
-                "modulus scale must have one finite, non-negative value per voxel".into(),
-            ));
-        }
-        if !(params.tolerance.is_finite() && params.tolerance > 0.0) {
-            return Err(FeError::InvalidParameter(format!(
-                "tolerance must be positive, got {}",
-                params.tolerance
-            )));
-        }
-        if mask.count() == 0 {
-            return Err(FeError::EmptyMask);
-        }
-        let (kept, removed) = load_bearing_voxels(grid.dims, &mask.voxels, bc);
-        let kept: Vec<bool> = match modulus_scale {
-            Some(s) => kept.iter().zip(s).map(|(&k, &v)| k && v > 0.0).collect(),
-            None => kept,
-        };
-        if !kept.iter().any(|&k| k) {
-            return Err(FeError::NoLoadPath);
-        }
-        let model = VoxelModel::new(grid.dims, grid.voxel_size_mm, &kept, modulus_scale);
+        let (model, removed) = checked_model(mask, modulus_scale, material, bc, params)?;
         let spec = ConstraintSpec::for_axial_or_kubc(bc, &model);
         let fixed = spec.fixed_dofs(&model);
         let op = StiffnessOperator::new(model, material);

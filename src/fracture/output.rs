@@ -85,8 +85,9 @@ pub fn write_curves_png(
         .map(|(i, (label, r))| {
             Series::new(
                 format!(
-                    "{label}: peak {:.3} kN, {:.3} J",
+                    "{label}: peak {:.3} kN, {:.3} J to peak, {:.3} J to end",
                     r.peak_load_n / 1000.0,
+                    r.energy_to_peak_mj / 1000.0,
                     r.energy_to_end_mj / 1000.0
                 ),
                 palette[i % palette.len()],

@@ -8,10 +8,23 @@
 //! **Nonlinear solve: secant (fixed-point) iteration on the damage field.** For an
 //! increment to w_{n+1}, starting from the damage of the converged state n:
 //! 1. solve the linear problem with the secant stiffness (1 − d) C of every compartment
-//!    (the element modulus scale of [`crate::fe::solve_axial_heterogeneous`]), PCG
+//!    (the element modulus scale of a [`crate::fe::ReusableAxialProblem`]), PCG
 //!    warm-started from the last displacement field;
-//! 2. from each element's mean strain, update κ = max(κ_n, η(ε)) and d(κ);
-//! 3. repeat until no compartment's damage changes by more than `damage_tolerance`.
+//! 2. from each element's mean strain, update κ = max(κ_n, η(ε)) and G(d) = d(κ);
+//! 3. repeat until no compartment's damage changes by more than `damage_tolerance`,
+//!    max |G(d) − d| ≤ tol.
+//!
+//! With `aitken` the next trial damage is d + ω (G(d) − d), ω from Aitken's Δ² rule on two
+//! successive residuals (Irons & Tuck 1969; see `aitken_relaxation`), kept between the damage
+//! of state n and the cap; without it, d ← G(d). Either way the converged state is G(d) of the
+//! last solve.
+//!
+//! **Linear solves.** One operator and one multigrid hierarchy serve the whole run: each solve
+//! updates the element moduli of the operator, and the hierarchy is rebuilt only when some
+//! element's modulus has drifted from the one it was built for by more than
+//! `preconditioner_max_drift` (as |ln(E/E_built)|). CG with the older hierarchy converges to
+//! the same solution (it is a fixed SPD preconditioner), in a few more iterations; rebuilding
+//! it for every solve cost more than those iterations (BENCHMARKS.md, "Fracture").
 //!
 //! The secant iteration needs no tangent and always works with a symmetric positive definite
 //! operator (d ≤ d_max < 1), which the multigrid-preconditioned CG requires. When it does
@@ -40,8 +53,8 @@ use serde::Serialize;
 use super::FractureError;
 use super::model::FractureModel;
 use crate::fe::{
-    AxialLoad, BoundaryCondition, FeError, Material, SolveControl, SolverParams,
-    solve_axial_heterogeneous,
+    AxialLoad, BoundaryCondition, FeError, Material, ReusableAxialProblem, SolveControl,
+    SolverParams,
 };
 
 /// The direction of loading.
@@ -58,7 +71,9 @@ pub struct FractureParams {
     pub direction: LoadDirection,
     /// Boundary conditions (default `axial-clamped`: fixed bottom, sliding rigid top plate).
     pub bc: BoundaryCondition,
-    /// Nonlinear step as a fraction of the onset displacement w₀.
+    /// Nonlinear step as a fraction of the onset displacement w₀. The default, 0.02, gives the
+    /// built-in vertebra more than 100 increments; with 0.03–0.05 it took 97–99, most of the
+    /// post-peak ones being cut steps whatever the base step.
     pub step_fraction_of_onset: f64,
     /// Points of the linear branch up to w₀ (no solves needed).
     pub elastic_points: usize,
@@ -78,14 +93,29 @@ pub struct FractureParams {
     /// Keep the damage field every this many increments (and always at the peak and the end);
     /// 0 keeps only those two.
     pub damage_record_every: usize,
+    /// Start each increment from the damage of the strain field extrapolated linearly from the
+    /// last two converged states (and the displacement field likewise), instead of from the
+    /// damage and displacements of the last state. Off by default: on the built-in vertebra it
+    /// saved no solves and moved the energy to the peak by −1.4 % (BENCHMARKS.md).
+    pub extrapolate: bool,
+    /// Accelerate the secant iteration by Aitken's dynamic relaxation (see the module
+    /// documentation); false gives the plain fixed-point iteration.
+    pub aitken: bool,
+    /// Rebuild the multigrid preconditioner before a solve once some element's secant modulus
+    /// differs from the one it was built for by more than this factor, as |ln(E/E_built)|;
+    /// 0 rebuilds it for every solve, infinity never.
+    pub preconditioner_max_drift: f64,
 }
+
+/// Default of [`FractureParams::preconditioner_max_drift`].
+pub const DEFAULT_PRECONDITIONER_MAX_DRIFT: f64 = 2.0;
 
 impl Default for FractureParams {
     fn default() -> Self {
         Self {
             direction: LoadDirection::Compression,
             bc: BoundaryCondition::AxialClamped,
-            step_fraction_of_onset: 0.05,
+            step_fraction_of_onset: 0.02,
             elastic_points: 10,
             max_increments: 1000,
             end_load_fraction: 0.7,
@@ -95,6 +125,9 @@ impl Default for FractureParams {
             max_cuts: 4,
             solver_tolerance: 1e-6,
             damage_record_every: 1,
+            extrapolate: false,
+            aitken: true,
+            preconditioner_max_drift: DEFAULT_PRECONDITIONER_MAX_DRIFT,
         }
     }
 }
@@ -113,6 +146,12 @@ impl FractureParams {
                     "{name} must be positive and finite, got {v}"
                 )));
             }
+        }
+        if self.preconditioner_max_drift.is_nan() || self.preconditioner_max_drift < 0.0 {
+            return Err(FractureError::InvalidParameter(format!(
+                "preconditioner_max_drift must be non-negative, got {}",
+                self.preconditioner_max_drift
+            )));
         }
         if !(self.end_load_fraction > 0.0 && self.end_load_fraction < 1.0) {
             return Err(FractureError::InvalidParameter(format!(
@@ -208,6 +247,8 @@ pub struct FractureResult {
     pub element_voxel: Vec<usize>,
     pub linear_solves: usize,
     pub cg_iterations: usize,
+    /// Multigrid hierarchies built (the first one included).
+    pub preconditioner_builds: usize,
     /// Nonlinear increments solved (cut and retried increments count once).
     pub increments: usize,
     pub unconverged_increments: usize,
@@ -280,6 +321,31 @@ struct Solved {
     cg_iterations: usize,
 }
 
+/// Smallest and largest Aitken relaxation factor.
+const RELAXATION_RANGE: (f64, f64) = (0.1, 4.0);
+
+/// Aitken's dynamic relaxation factor (Irons & Tuck 1969, Int J Numer Meth Eng 1:275; in the
+/// vector form of Küttler & Wall 2008, Comput Mech 43:61): ω_k = −ω_{k−1} r_{k−1}·(r_k −
+/// r_{k−1}) / ‖r_k − r_{k−1}‖², from the fixed-point residuals r = G(d) − d of two successive
+/// iterations, limited to [`RELAXATION_RANGE`].
+fn aitken_relaxation(previous_factor: f64, previous: &[[f64; 2]], current: &[[f64; 2]]) -> f64 {
+    // Sequential sums, so the factor does not depend on the thread count.
+    let (num, den) = previous
+        .iter()
+        .zip(current)
+        .fold((0.0, 0.0), |(num, den), (p, c)| {
+            let d = [c[0] - p[0], c[1] - p[1]];
+            (
+                num + p[0] * d[0] + p[1] * d[1],
+                den + d[0] * d[0] + d[1] * d[1],
+            )
+        });
+    if !(den > 0.0 && num.is_finite()) {
+        return previous_factor;
+    }
+    (-previous_factor * num / den).clamp(RELAXATION_RANGE.0, RELAXATION_RANGE.1)
+}
+
 /// Runs `model` to failure under `params` (see the module documentation).
 pub fn run_to_failure(
     model: &FractureModel,
@@ -324,22 +390,50 @@ pub fn run_to_failure(
     let mut linear_solves = 0usize;
     let mut total_cg = 0usize;
 
+    let secant_scale = |damage: &[[f64; 2]]| -> Vec<f32> {
+        let mut scale = vec![0.0f32; grid_len];
+        for (e, &v) in model.element_voxel.iter().enumerate() {
+            scale[v] = (model.materials[e].secant_modulus_mpa(damage[e]) / e_ref) as f32;
+        }
+        scale
+    };
+    let zero = vec![[0.0f64; 2]; n];
+    let map_fe = |e: FeError| match e {
+        FeError::Cancelled { .. } => FractureError::Cancelled,
+        e => FractureError::Fe(e),
+    };
+    // One operator and multigrid hierarchy for the whole run; the secant moduli change the
+    // operator, the hierarchy is rebuilt only when they have drifted far from it.
+    let mut problem = ReusableAxialProblem::new(
+        &model.mask,
+        Some(&secant_scale(&zero)),
+        &material,
+        params.bc,
+        &solver,
+    )
+    .map_err(map_fe)?;
+    if problem.removed_elements() > 0 {
+        return Err(FractureError::InvalidParameter(format!(
+            "{} elements carry no load (not connected to both plates); remove them first",
+            problem.removed_elements()
+        )));
+    }
+
     // Solves at plate displacement magnitude w with compartment damages `damage`.
     let mut solve =
         |w: f64, damage: &[[f64; 2]], warm: Option<&[f64]>| -> Result<Solved, FractureError> {
-            let mut scale = vec![0.0f32; grid_len];
-            for (e, &v) in model.element_voxel.iter().enumerate() {
-                scale[v] = (model.materials[e].secant_modulus_mpa(damage[e]) / e_ref) as f32;
+            problem
+                .update_scale(&secant_scale(damage))
+                .map_err(map_fe)?;
+            if problem.scale_drift() > params.preconditioner_max_drift {
+                problem.rebuild_preconditioner();
             }
             let load = AxialLoad {
                 bc: params.bc,
                 strain: sign * w / height,
             };
-            let attempt = |warm: Option<&[f64]>| {
-                solve_axial_heterogeneous(
-                    &model.mask,
-                    Some(&scale),
-                    &material,
+            let attempt = |problem: &mut ReusableAxialProblem, warm: Option<&[f64]>| {
+                problem.solve(
                     &load,
                     &solver,
                     &SolveControl {
@@ -350,21 +444,16 @@ pub fn run_to_failure(
                 )
             };
             // A warm start far from the new solution (after a large damage change) can stall
-            // the single-precision preconditioned CG; one retry from zero.
-            let sol = match attempt(warm) {
-                Err(FeError::NotConverged { .. }) if warm.is_some() => attempt(None),
+            // the single-precision preconditioned CG; one retry from zero with a fresh
+            // preconditioner.
+            let sol = match attempt(&mut problem, warm) {
+                Err(FeError::NotConverged { .. }) if warm.is_some() => {
+                    problem.rebuild_preconditioner();
+                    attempt(&mut problem, None)
+                }
                 other => other,
             }
-            .map_err(|e| match e {
-                FeError::Cancelled { .. } => FractureError::Cancelled,
-                e => FractureError::Fe(e),
-            })?;
-            if sol.removed_elements > 0 {
-                return Err(FractureError::InvalidParameter(format!(
-                    "{} elements carry no load (not connected to both plates); remove them first",
-                    sol.removed_elements
-                )));
-            }
+            .map_err(map_fe)?;
             linear_solves += 1;
             total_cg += sol.iterations;
             let mut strain = vec![[0.0f64; 6]; n];
@@ -383,7 +472,6 @@ pub fn run_to_failure(
 
     // Elastic solve at a unit displacement: stiffness and onset.
     let w_unit = 1e-3 * height;
-    let zero = vec![[0.0f64; 2]; n];
     let elastic = solve(w_unit, &zero, None)?;
     let stiffness = elastic.load_n / w_unit;
     let eta_max = (0..n)
@@ -460,6 +548,10 @@ pub fn run_to_failure(
     let base_step = params.step_fraction_of_onset * w0;
     let mut step = base_step;
     let mut w = w0;
+    // The converged state before `state` (its displacement, displacements and strains), for
+    // the predictor; the unloaded state before the first increment.
+    let mut previous: (f64, Vec<f64>, Vec<[f64; 6]>) =
+        (0.0, vec![0.0; state.u.len()], vec![[0.0; 6]; n]);
     let mut dissipated = 0.0;
     let mut increments = 0usize;
     let mut unconverged = 0usize;
@@ -479,15 +571,47 @@ pub fn run_to_failure(
         let mut solver_failed = false;
         let (w_new, solved, kappa, damage, iterations, cg, converged) = 'increment: loop {
             let w_try = w + step;
+            // `trial` is the damage the next solve uses; `kappa`/`damage` the update from the
+            // latest solve.
+            let (mut trial, mut warm) = if params.extrapolate && w > previous.0 {
+                let ratio = (w_try - w) / (w - previous.0);
+                let trial: Vec<[f64; 2]> = (0..n)
+                    .into_par_iter()
+                    .map(|e| {
+                        let now = &state.strain[e];
+                        let before = &previous.2[e];
+                        let eps: [f64; 6] =
+                            std::array::from_fn(|i| now[i] + ratio * (now[i] - before[i]));
+                        let mut d = [0.0; 2];
+                        for (c, part) in model.materials[e].parts.iter().enumerate() {
+                            if let Some(part) = part {
+                                let k = state.kappa[e][c].max(part.law.equivalent_strain(&eps));
+                                d[c] = part.law.damage(k).max(state.damage[e][c]);
+                            }
+                        }
+                        d
+                    })
+                    .collect();
+                let warm: Vec<f64> = state
+                    .u
+                    .iter()
+                    .zip(&previous.1)
+                    .map(|(&a, &b)| a + ratio * (a - b))
+                    .collect();
+                (trial, warm)
+            } else {
+                (state.damage.clone(), state.u.clone())
+            };
             let mut damage = state.damage.clone();
             let mut kappa = state.kappa.clone();
-            let mut warm = state.u.clone();
             let mut iterations = 0;
             let mut cg = 0;
             let mut converged = false;
             let mut last: Option<Solved> = None;
+            let mut relaxation = 1.0;
+            let mut last_residual: Option<Vec<[f64; 2]>> = None;
             while iterations < params.max_iterations {
-                let s = match solve(w_try, &damage, Some(&warm)) {
+                let s = match solve(w_try, &trial, Some(&warm)) {
                     Ok(s) => s,
                     Err(FractureError::Fe(
                         FeError::NotConverged { .. } | FeError::Breakdown { .. },
@@ -514,21 +638,47 @@ pub fn run_to_failure(
                         (k, d)
                     })
                     .collect();
-                let change = updated
-                    .iter()
-                    .zip(&damage)
-                    .map(|((_, d), d_old)| (d[0] - d_old[0]).abs().max((d[1] - d_old[1]).abs()))
-                    .fold(0.0, f64::max);
                 for (e, (k, d)) in updated.into_iter().enumerate() {
                     kappa[e] = k;
                     damage[e] = d;
                 }
+                // Fixed-point residual G(d) − d of this iteration.
+                let residual: Vec<[f64; 2]> = damage
+                    .iter()
+                    .zip(&trial)
+                    .map(|(g, d)| [g[0] - d[0], g[1] - d[1]])
+                    .collect();
+                let change = residual
+                    .iter()
+                    .map(|r| r[0].abs().max(r[1].abs()))
+                    .fold(0.0, f64::max);
                 warm.clone_from(&s.u);
                 last = Some(s);
                 if change <= params.damage_tolerance {
                     converged = true;
                     break;
                 }
+                if params.aitken
+                    && let Some(previous) = &last_residual
+                {
+                    relaxation = aitken_relaxation(relaxation, previous, &residual);
+                }
+                // d ← d + ω (G(d) − d), kept between the damage of the converged state and
+                // the cap.
+                trial = (0..n)
+                    .into_par_iter()
+                    .map(|e| {
+                        let mut d = [0.0; 2];
+                        for (c, part) in model.materials[e].parts.iter().enumerate() {
+                            if let Some(part) = part {
+                                d[c] = (trial[e][c] + relaxation * residual[e][c])
+                                    .clamp(state.damage[e][c], part.law.max_damage);
+                            }
+                        }
+                        d
+                    })
+                    .collect();
+                last_residual = Some(residual);
             }
             match last {
                 Some(s) if converged || cuts >= params.max_cuts => {
@@ -629,12 +779,16 @@ pub fn run_to_failure(
                 keep,
             ));
         }
-        state = State {
-            kappa,
-            damage,
-            u: solved.u,
-            strain: solved.strain,
-        };
+        let old = std::mem::replace(
+            &mut state,
+            State {
+                kappa,
+                damage,
+                u: solved.u,
+                strain: solved.strain,
+            },
+        );
+        previous = (w, old.u, old.strain);
         w = w_new;
         if converged && iterations <= params.max_iterations / 2 {
             step = (step * 2.0).min(base_step);
@@ -689,6 +843,7 @@ pub fn run_to_failure(
         element_voxel: model.element_voxel.clone(),
         linear_solves,
         cg_iterations: total_cg,
+        preconditioner_builds: problem.preconditioner_builds(),
         increments,
         unconverged_increments: unconverged,
         seconds: t0.elapsed().as_secs_f64(),

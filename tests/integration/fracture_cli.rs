@@ -72,3 +72,36 @@ fn fracture_rejects_an_unknown_state_and_a_missing_volume() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/cube.json"), "{err}");
 }
+
+#[test]
+fn fracture_stops_after_max_increments_and_reports_the_solver_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = synthetic_fixture(dir.path(), 16);
+    let out = run(&[
+        "fracture",
+        "--volume",
+        volume.to_str().unwrap(),
+        "--max-increments",
+        "3",
+        "--no-aitken",
+        "--preconditioner-max-drift",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["increments"].as_u64(), Some(3));
+    assert_eq!(v["end_point"]["reason"].as_str(), Some("max-increments"));
+    // Drift 0 rebuilds the hierarchy before every solve whose damage differs from the last
+    // build's: at least once after the elastic solve, at most once per solve.
+    let solves = v["linear_solves"].as_u64().unwrap();
+    let builds = v["preconditioner_builds"].as_u64().unwrap();
+    assert!(
+        solves >= 4 && builds >= 2 && builds <= solves,
+        "{solves} solves, {builds} builds"
+    );
+}
