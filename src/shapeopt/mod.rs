@@ -416,9 +416,11 @@ fn adapt_inner(
             (known.solution.clone(), known.morphometry)
         }
         None => {
-            let sol = solve(&current, None, 0)?;
+            // The morphometry does not need the solution: measure while the solver runs (its
+            // phases that do not keep both cores busy leave room for it).
+            let (sol, morph) = rayon::join(|| solve(&current, None, 0), || morph_at(&current, 0));
             fe_solves += 1;
-            (sol, morph_at(&current, 0)?)
+            (sol?, morph?)
         }
     };
     let mut nodes = warm::fe_node_grid_indices(&current, params.load.bc);
@@ -485,16 +487,22 @@ fn adapt_inner(
             mask.grid.voxel_size_mm[2],
             params.load.strain,
         );
-        sol = solve(&current, Some(&u0), moves)?;
-        fe_solves += 1;
-        nodes = new_nodes;
         let last =
             moves == max_moves || current.count() == target_count && moves >= params.min_moves;
-        let morph = if params.step_morphometry || last {
-            Some(morph_at(&current, moves)?)
-        } else {
-            None
-        };
+        // As for the start: the morphometry of the new structure is measured while it is
+        // solved.
+        let (solved, morph) = rayon::join(
+            || solve(&current, Some(&u0), moves),
+            || {
+                (params.step_morphometry || last)
+                    .then(|| morph_at(&current, moves))
+                    .transpose()
+            },
+        );
+        sol = solved?;
+        let morph = morph?;
+        fe_solves += 1;
+        nodes = new_nodes;
         steps.push(StepReport {
             moves,
             bv_tv: current.bv_tv(),
