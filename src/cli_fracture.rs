@@ -22,6 +22,7 @@ use osteolab::fracture::vertebra::{
 use osteolab::fracture::{
     CurvePoint, FractureControl, FractureModel, FractureParams, FractureResult, run_to_failure,
 };
+use osteolab::multiscale::store::RunFolder;
 use osteolab::remodel::scenario::Scenario;
 use osteolab::remodel::simulation::RemodelConfig;
 use osteolab::remodel::vertebra::{Vertebra, VertebraParams};
@@ -30,11 +31,18 @@ use crate::cli::{VolumeInput, load_mask};
 
 #[derive(Args, Debug)]
 pub struct FractureArgs {
-    /// States of the built-in vertebra in the spaceflight-215 run: pre, post (end of the
-    /// 215-day flight, day 229) and/or recovered (end of the run), comma-separated.
+    /// States of the built-in vertebra in the spaceflight-215 run (or the --run's scenario):
+    /// pre, post (end of the microgravity phase, day 229) and/or recovered (end of the run),
+    /// comma-separated.
     #[arg(long, value_name = "pre|post|recovered", value_delimiter = ',',
           required_unless_present_any = ["volume", "calibrate"], conflicts_with = "volume")]
     pub state: Vec<String>,
+    /// The output folder of a multiscale run (`osteolab run SCENARIO --out DIR`): the states
+    /// are taken in its scenario, and the trabecular stiffness and strength of each follow the
+    /// apparent modulus of its adapted microstructure relative to day 0. Without it the
+    /// scenario is spaceflight-215 and the microstructure is not coupled.
+    #[arg(long, value_name = "DIR", conflicts_with = "volume")]
+    pub run: Option<PathBuf>,
     /// A trabecular micro-CT cube (sidecar `.json`, NIfTI, DICOM or image folder) to compress
     /// with tissue-level damage instead of the vertebra.
     #[arg(long, value_name = "FILE")]
@@ -270,14 +278,32 @@ pub fn fracture(args: &FractureArgs) -> Result<()> {
     }
     let t0 = Instant::now();
     let config = RemodelConfig::default();
-    let scenario = Scenario::resolve("spaceflight-215")?;
+    let record = match &args.run {
+        Some(dir) => {
+            let folder = RunFolder::new(dir);
+            let record = folder
+                .read_record()
+                .with_context(|| format!("reading the multiscale run in {}", dir.display()))?;
+            Some((folder.record_path().display().to_string(), record))
+        }
+        None => None,
+    };
+    let scenario = match &record {
+        Some((origin, r)) => Scenario::from_toml_str(&r.scenario_toml, origin)?,
+        None => Scenario::resolve("spaceflight-215")?,
+    };
     let vertebra = Vertebra::builtin(&VertebraParams::default(), &config.density)?;
     let pb = spinner(args.json);
-    pb.set_message("macroscale run (spaceflight-215)");
-    let (vertebra, macro_states) =
+    pb.set_message(format!("macroscale run ({})", scenario.name));
+    let (vertebra, mut macro_states) =
         macroscale_states(config, vertebra, scenario, &states, None, |day, last| {
             pb.set_message(format!("macroscale run: day {day}/{last}"));
         })?;
+    if let Some((origin, r)) = &record {
+        for st in &mut macro_states {
+            st.microstructure = MicrostructureFactor::from_run(r, st.day, origin)?;
+        }
+    }
     let macro_seconds = t0.elapsed().as_secs_f64();
     let fparams = vertebra_params(args);
     let params = run_params(args);
@@ -397,7 +423,14 @@ pub fn fracture(args: &FractureArgs) -> Result<()> {
                 );
             }
         }
-        println!("{}", MicrostructureFactor::not_coupled().source);
+        for st in &macro_states {
+            println!(
+                "{}: trabecular factor {:.4} ({})",
+                st.state.name(),
+                st.microstructure.value,
+                st.microstructure.source
+            );
+        }
         for p in &written {
             println!("wrote {}", p.display());
         }

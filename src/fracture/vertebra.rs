@@ -39,9 +39,10 @@
 //!
 //! **Microstructure.** The trabecular compartment's modulus (and so its strength and fracture
 //! energy) is multiplied by a per-state [`MicrostructureFactor`], the homogenised micro-FE
-//! stiffness of the adapted trabecular microstructure relative to pre-flight. Until the
-//! shape optimisation (issue 5) provides it, the factor is 1.0 and says so: the BMD of the
-//! macroscale run is then the only change between states.
+//! stiffness of the adapted trabecular microstructure relative to pre-flight, read from a
+//! multiscale run ([`MicrostructureFactor::from_run`]; `osteolab fracture --run DIR`).
+//! Without a run the factor is 1.0 and says so: the BMD of the macroscale run is then the
+//! only change between states.
 
 use std::sync::atomic::AtomicBool;
 
@@ -158,6 +159,37 @@ pub struct MicrostructureFactor {
 }
 
 impl MicrostructureFactor {
+    /// The factor of the adapted microstructure at `day` of a multiscale run
+    /// ([`crate::multiscale`]): its apparent modulus over the day-0 structure's, both from
+    /// the micro-FE under the run's load case. `origin` names the run for the message.
+    pub fn from_run(
+        record: &crate::multiscale::store::RunRecord,
+        day: u32,
+        origin: &str,
+    ) -> Result<Self, FractureError> {
+        let at = |d: u32| record.checkpoints.iter().find(|c| c.day == d);
+        let (Some(pre), Some(now)) = (at(0), at(day)) else {
+            return Err(FractureError::InvalidParameter(format!(
+                "{origin}: the multiscale run has no checkpoint at day {day} (its checkpoints: {:?}); run it to the end first",
+                record.checkpoints.iter().map(|c| c.day).collect::<Vec<_>>()
+            )));
+        };
+        let value = now.e_app_mpa / pre.e_app_mpa;
+        if !(value.is_finite() && value > 0.0) {
+            return Err(FractureError::InvalidParameter(format!(
+                "{origin}: apparent moduli {} and {} MPa give no usable stiffness ratio",
+                now.e_app_mpa, pre.e_app_mpa
+            )));
+        }
+        Ok(Self {
+            value,
+            source: format!(
+                "micro-FE apparent modulus of the adapted trabecular structure at day {day} of {origin}: {:.1} MPa against {:.1} MPa at day 0 (BV/TV {:.4} against {:.4})",
+                now.e_app_mpa, pre.e_app_mpa, now.bv_tv, pre.bv_tv
+            ),
+        })
+    }
+
     /// The factor while no adapted microstructure is available.
     pub fn not_coupled() -> Self {
         Self {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::common::{run, synthetic_fixture};
+use crate::common::{run, run_json, synthetic_fixture};
 
 #[test]
 fn fracture_of_a_cube_prints_the_curve_and_measures_and_writes_csv_png_vtk() {
@@ -104,4 +104,61 @@ fn fracture_stops_after_max_increments_and_reports_the_solver_settings() {
         solves >= 4 && builds >= 2 && builds <= solves,
         "{solves} solves, {builds} builds"
     );
+}
+
+/// `--run DIR` takes the states in the multiscale run's scenario and scales the trabecular
+/// compartment of each by its adapted structure's E_app relative to day 0 (one nonlinear
+/// increment only: the built-in vertebra's full curve takes minutes).
+#[test]
+fn fracture_of_a_multiscale_run_state_uses_its_microstructure_modulus() {
+    let dir = tempfile::tempdir().unwrap();
+    let micro = synthetic_fixture(dir.path(), 20);
+    let scenario = dir.path().join("short.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"short-flight\"\n\
+         [[phase]]\nname = \"preflight\"\ndays = 3\n\
+         [[phase]]\nname = \"microgravity\"\ndays = 30\n\
+         load_scale = { axial = 0.1, flexion = 0.05 }\n",
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    let ms = run_json(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--micro",
+        micro.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    let cps = ms["checkpoints"].as_array().unwrap();
+    let e_app = |day: u64| {
+        cps.iter()
+            .find(|c| c["day"] == day)
+            .and_then(|c| c["e_app_mpa"].as_f64())
+            .unwrap()
+    };
+    let expected = e_app(33) / e_app(0);
+    let v = run_json(&[
+        "fracture",
+        "--state",
+        "post",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--max-increments",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(v["day"], 33);
+    let factor = &v["microstructure_factor"];
+    assert!(
+        (factor["value"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "{factor}"
+    );
+    assert!(factor["source"].as_str().unwrap().contains("day 33"));
+
+    let o = run(&["fracture", "--state", "post", "--run", "/nonexistent/run"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/run"));
 }
