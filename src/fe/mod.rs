@@ -169,6 +169,27 @@ pub struct KubcSolution {
     pub seconds: f64,
 }
 
+impl PcgOutcome {
+    /// Iterations and relative residual of a converged run; the solver's error otherwise.
+    pub(crate) fn into_result(self) -> Result<(usize, f64), FeError> {
+        match self {
+            PcgOutcome::Converged {
+                iterations,
+                relative_residual,
+            } => Ok((iterations, relative_residual)),
+            PcgOutcome::Cancelled { iterations, .. } => Err(FeError::Cancelled { iterations }),
+            PcgOutcome::NotConverged {
+                iterations,
+                relative_residual,
+            } => Err(FeError::NotConverged {
+                iterations,
+                relative_residual,
+            }),
+            PcgOutcome::Breakdown { iterations } => Err(FeError::Breakdown { iterations }),
+        }
+    }
+}
+
 /// Checks the inputs of a voxel FE problem and builds its model: the load-bearing bone voxels
 /// under `bc` with a positive modulus scale (elements of zero scale are dropped). Returns the
 /// model and the number of bone voxels dropped as not load-bearing.
@@ -360,25 +381,7 @@ impl Problem {
             }
             _ => unreachable!("a problem has one preconditioner"),
         };
-        let (iterations, rel) = match outcome {
-            PcgOutcome::Converged {
-                iterations,
-                relative_residual,
-            } => (iterations, relative_residual),
-            PcgOutcome::Cancelled { iterations, .. } => {
-                return Err(FeError::Cancelled { iterations });
-            }
-            PcgOutcome::NotConverged {
-                iterations,
-                relative_residual,
-            } => {
-                return Err(FeError::NotConverged {
-                    iterations,
-                    relative_residual,
-                });
-            }
-            PcgOutcome::Breakdown { iterations } => return Err(FeError::Breakdown { iterations }),
-        };
+        let (iterations, rel) = outcome.into_result()?;
         x.par_iter_mut()
             .zip(prescribed)
             .zip(&fixed)

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::bc::ConstraintSpec;
 use super::multigrid::{Multigrid, dot, mask};
 use super::operator::StiffnessOperator;
-use super::pcg::{PcgOutcome, pcg};
+use super::pcg::pcg;
 use super::{
     AxialLoad, AxialSolution, BoundaryCondition, FeError, Material, Preconditioner, SolveControl,
     SolverParams, SolverProgress, element_fields,
@@ -263,25 +263,7 @@ impl ReusableAxialProblem {
                 )
             }
         };
-        let (iterations, relative_residual) = match outcome {
-            PcgOutcome::Converged {
-                iterations,
-                relative_residual,
-            } => (iterations, relative_residual),
-            PcgOutcome::Cancelled { iterations, .. } => {
-                return Err(FeError::Cancelled { iterations });
-            }
-            PcgOutcome::NotConverged {
-                iterations,
-                relative_residual,
-            } => {
-                return Err(FeError::NotConverged {
-                    iterations,
-                    relative_residual,
-                });
-            }
-            PcgOutcome::Breakdown { iterations } => return Err(FeError::Breakdown { iterations }),
-        };
+        let (iterations, relative_residual) = outcome.into_result()?;
         x.par_iter_mut()
             .zip(&prescribed)
             .zip(fixed)
