@@ -8,6 +8,7 @@ use super::solver::FractureResult;
 use crate::atomic::write_atomic;
 use crate::plot::{LineChart, PlotError, Series};
 use crate::volume::Grid;
+use crate::volume::vtk::{CellField, CellValues, write_cell_fields};
 
 /// Errors writing outputs.
 #[derive(Debug, thiserror::Error)]
@@ -137,36 +138,21 @@ pub fn write_damage_vtk(
         field[v] = x;
         bone[v] = 1;
     }
-    let h = grid.voxel_size_mm;
-    let origin = [
-        grid.origin_mm[0] - h[0] / 2.0,
-        grid.origin_mm[1] - h[1] / 2.0,
-        grid.origin_mm[2] - h[2] / 2.0,
-    ];
-    let title: String = title.chars().filter(|c| *c != '\n').take(200).collect();
-    write_atomic(path, |w| {
-        writeln!(w, "# vtk DataFile Version 3.0")?;
-        writeln!(w, "{title}")?;
-        writeln!(w, "BINARY")?;
-        writeln!(w, "DATASET STRUCTURED_POINTS")?;
-        writeln!(w, "DIMENSIONS {} {} {}", d.nx + 1, d.ny + 1, d.nz + 1)?;
-        writeln!(w, "ORIGIN {} {} {}", origin[0], origin[1], origin[2])?;
-        writeln!(w, "SPACING {} {} {}", h[0], h[1], h[2])?;
-        writeln!(w, "CELL_DATA {}", d.len())?;
-        writeln!(w, "SCALARS damage float 1")?;
-        writeln!(w, "LOOKUP_TABLE default")?;
-        for v in &field {
-            w.write_all(&v.to_be_bytes())?;
-        }
-        writeln!(w)?;
-        writeln!(w, "SCALARS bone int 1")?;
-        writeln!(w, "LOOKUP_TABLE default")?;
-        for v in &bone {
-            w.write_all(&v.to_be_bytes())?;
-        }
-        writeln!(w)?;
-        Ok(())
-    })
+    write_cell_fields(
+        path,
+        grid,
+        title,
+        &[
+            CellField {
+                name: "damage",
+                values: CellValues::Float(&field),
+            },
+            CellField {
+                name: "bone",
+                values: CellValues::Int(&bone),
+            },
+        ],
+    )
     .map_err(|source| OutputError::Io {
         path: path.to_path_buf(),
         source,

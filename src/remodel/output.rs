@@ -9,6 +9,7 @@ use super::simulation::DayRecord;
 use super::vertebra::{Region, Vertebra};
 use crate::atomic::write_atomic;
 use crate::plot::{Band, LineChart, PlotError, Series};
+use crate::volume::vtk::{CellField, CellValues, write_cell_fields};
 
 /// Errors writing outputs.
 #[derive(Debug, thiserror::Error)]
@@ -164,39 +165,25 @@ pub fn write_density_vtk(
             Region::Endplate => 2,
         };
     }
-    let h = g.voxel_size_mm;
-    // Points are the voxel corners: origin_mm is the centre of voxel 0.
-    let origin = [
-        g.origin_mm[0] - h[0] / 2.0,
-        g.origin_mm[1] - h[1] / 2.0,
-        g.origin_mm[2] - h[2] / 2.0,
-    ];
-    let title: String = title.chars().filter(|c| *c != '\n').take(200).collect();
-    write_atomic(path, |w| {
-        writeln!(w, "# vtk DataFile Version 3.0")?;
-        writeln!(w, "{title}")?;
-        writeln!(w, "BINARY")?;
-        writeln!(w, "DATASET STRUCTURED_POINTS")?;
-        writeln!(w, "DIMENSIONS {} {} {}", d.nx + 1, d.ny + 1, d.nz + 1)?;
-        writeln!(w, "ORIGIN {} {} {}", origin[0], origin[1], origin[2])?;
-        writeln!(w, "SPACING {} {} {}", h[0], h[1], h[2])?;
-        writeln!(w, "CELL_DATA {}", d.len())?;
-        for (name, data) in [("bmd_mg_cm3", &bmd), ("bmd_change_pct", &change)] {
-            writeln!(w, "SCALARS {name} float 1")?;
-            writeln!(w, "LOOKUP_TABLE default")?;
-            for v in data.iter() {
-                w.write_all(&v.to_be_bytes())?;
-            }
-            writeln!(w)?;
-        }
-        writeln!(w, "SCALARS region int 1")?;
-        writeln!(w, "LOOKUP_TABLE default")?;
-        for v in &region {
-            w.write_all(&v.to_be_bytes())?;
-        }
-        writeln!(w)?;
-        Ok(())
-    })
+    write_cell_fields(
+        path,
+        g,
+        title,
+        &[
+            CellField {
+                name: "bmd_mg_cm3",
+                values: CellValues::Float(&bmd),
+            },
+            CellField {
+                name: "bmd_change_pct",
+                values: CellValues::Float(&change),
+            },
+            CellField {
+                name: "region",
+                values: CellValues::Int(&region),
+            },
+        ],
+    )
     .map_err(|source| OutputError::Io {
         path: path.to_path_buf(),
         source,

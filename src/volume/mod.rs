@@ -7,6 +7,7 @@
 //! - [`dicom`]: DICOM CT series (uncompressed), values in HU.
 //! - [`stack`]: PNG/TIFF slice folders.
 //! - [`segment`]: smoothing, Otsu, thresholds, largest component, crop, downsampling.
+//! - [`vtk`]: cell fields as legacy VTK structured points (ParaView).
 //! - [`error`]: [`VolumeError`], shared by all of them.
 
 pub mod dicom;
@@ -17,6 +18,7 @@ pub mod nifti;
 pub mod segment;
 pub mod sidecar;
 pub mod stack;
+pub mod vtk;
 
 pub use error::VolumeError;
 pub use grid::{BoneMask, DType, Dims, Grid, Volume, VoxelData};
