@@ -278,7 +278,7 @@ pub fn run_cmd(args: &RunArgs) -> Result<()> {
         )?;
         f.write_record(
             &record,
-            run.simulation().series(),
+            Some(run.simulation().series()),
             Some(json!({ "recovery": recovery })),
         )?;
     }

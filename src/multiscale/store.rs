@@ -6,7 +6,7 @@
 //!                               atomically after each checkpoint (the resume point)
 //! DIR/checkpoints.csv           one row per checkpoint (day, BMD %, BV/TV target and reached,
 //!                               morphometry, E_app, Dice, FE solves)
-//! DIR/series.csv                the macroscale series, one row per day
+//! DIR/series.csv                the macroscale series, one row per day, written at the end
 //! DIR/micro/dayDDDD.json/.raw   the structure at each checkpoint (uint8 0/255)
 //! DIR/micro/dayDDDD.ply         its surface (mm), with the vertex field `formed`: 1 on bone
 //!                               formed since day 0, 0 on original bone
@@ -129,17 +129,20 @@ impl RunFolder {
         Ok(())
     }
 
-    /// Writes `run.json`, `checkpoints.csv` and `series.csv` (in that order of importance:
-    /// `run.json` is the resume point and is written last, after the structure it names).
+    /// Writes `checkpoints.csv`, `series.csv` when `series` is given, and `run.json` (last:
+    /// it is the resume point, written after the structure it names). The daily series is
+    /// written once, when the run ends: a resume replays the macroscale run and never reads it.
     pub fn write_record(
         &self,
         record: &RunRecord,
-        series: &[DayRecord],
+        series: Option<&[DayRecord]>,
         extra: Option<serde_json::Value>,
     ) -> Result<(), StoreError> {
         self.create(&self.dir)?;
         write_checkpoints_csv(&self.dir.join("checkpoints.csv"), &record.checkpoints)?;
-        write_series_csv(&self.dir.join("series.csv"), series)?;
+        if let Some(series) = series {
+            write_series_csv(&self.dir.join("series.csv"), series)?;
+        }
         let mut value = serde_json::to_value(record).expect("the record serialises");
         if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) =
             (extra, &mut value)
@@ -295,11 +298,7 @@ impl RunFolder {
             .last()
             .expect("checkpoint 0 is always present");
         self.write_structure(last.day, run.current(), run.original())?;
-        self.write_record(
-            &record_of(run, microstructure),
-            run.simulation().series(),
-            None,
-        )
+        self.write_record(&record_of(run, microstructure), None, None)
     }
 
     /// What a resumed run needs: the record, the original structure and the structure of the

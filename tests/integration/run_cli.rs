@@ -97,6 +97,9 @@ fn run_reports_checkpoints_and_recovery_writes_the_folder_and_resumes() {
     }
     let csv = std::fs::read_to_string(out.join("checkpoints.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + cps.len());
+    // Written once at the end: the header and days 0 to the last checkpoint.
+    let series = std::fs::read_to_string(out.join("series.csv")).unwrap();
+    assert_eq!(series.lines().count(), 2 + *days.last().unwrap() as usize);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("![BV/TV](bv_tv.png)"));
 
