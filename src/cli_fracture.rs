@@ -78,6 +78,11 @@ pub struct FractureArgs {
     /// ductility times the yield-strain scale squared).
     #[arg(long, value_name = "G")]
     pub fracture_energy_scale: Option<f64>,
+    /// Exponent of the trabecular strength–density relation σ ∝ ρ^B (vertebra only; default
+    /// 1.80, Mosekilde et al. 1987; 1.56, the modulus exponent, makes the trabecular yield
+    /// strains independent of density).
+    #[arg(long, value_name = "B")]
+    pub trabecular_strength_exponent: Option<f64>,
     /// Secant iteration converged when no damage changes by more than this.
     #[arg(long, default_value_t = FractureParams::default().damage_tolerance, value_name = "D")]
     pub damage_tolerance: f64,
@@ -129,6 +134,9 @@ fn vertebra_params(args: &FractureArgs) -> VertebraFractureParams {
         modulus_scale: args.modulus_scale.unwrap_or(defaults.modulus_scale),
         yield_strain_scale: s,
         fracture_energy_scale: args.fracture_energy_scale.unwrap_or(DUCTILITY * s * s),
+        trabecular_strength_exponent: args
+            .trabecular_strength_exponent
+            .unwrap_or(defaults.trabecular_strength_exponent),
         ..defaults
     }
 }

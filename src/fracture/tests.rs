@@ -354,6 +354,60 @@ fn small_vertebra_loses_strength_when_trabecular_bone_is_lost() {
     assert!(matches!(a.end_point, EndPoint::LoadDrop { .. }));
 }
 
+/// Source: Mosekilde, Mosekilde & Danielsen (1987, Bone 8:79), lumbar trabecular bone,
+/// σ_u ∝ ρ_app^1.80, with the Morgan et al. (2003) modulus E ∝ ρ_app^1.56. Goal: in the
+/// vertebra model the trabecular compartment's compressive and tensile strength, E ε_y, scales
+/// as ρ^1.80 with its density and as E^(1.80/1.56) with the microstructure factor, the cortical
+/// one as its modulus; the pre-flight state keeps the literature yield strains (times the
+/// fitted scale). Tolerance 1e-9 relative.
+#[test]
+fn trabecular_strength_follows_the_lumbar_strength_density_power_law() {
+    let d = DensityRelations::default();
+    let v = Vertebra::builtin(&VertebraParams::small(), &d).unwrap();
+    let p = VertebraFractureParams::default();
+    let (trab, _) = p.scaled().unwrap();
+    // A purely trabecular element, as numbered by the model (grid order).
+    let e = (0..v.element_count())
+        .find(|&e| v.cortical_share[e] == 0.0)
+        .expect("the vertebra has purely trabecular elements");
+    let k = v.voxel.iter().filter(|&&x| x < v.voxel[e]).count();
+    // Compressive and tensile strength E ε_y of that element's only compartment.
+    let strength = |vf: &[[f64; 2]], micro: f64| {
+        let m = vertebra_model(&v, vf, &d, &p, micro, "x").unwrap();
+        assert_eq!(m.element_voxel[k], v.voxel[e]);
+        let law = m.materials[k].parts[0].unwrap().law;
+        assert!(m.materials[k].parts[1].is_none());
+        (
+            law,
+            law.young_modulus_mpa * law.yield_strain_compression,
+            law.young_modulus_mpa * law.yield_strain_tension,
+        )
+    };
+    let (pre_law, c0, t0) = strength(&v.initial_volume_fraction, 1.0);
+    assert!((pre_law.yield_strain_compression / trab.yield_strain_compression - 1.0).abs() < 1e-9);
+    assert!((pre_law.yield_strain_tension / trab.yield_strain_tension - 1.0).abs() < 1e-9);
+    let half: Vec<[f64; 2]> = v
+        .initial_volume_fraction
+        .iter()
+        .map(|f| [f[0], 0.5 * f[1]])
+        .collect();
+    let (_, c_half, t_half) = strength(&half, 1.0);
+    let (_, c_micro, t_micro) = strength(&v.initial_volume_fraction, 0.8);
+    for (got, want) in [
+        (c_half / c0, 0.5f64.powf(1.80)),
+        (t_half / t0, 0.5f64.powf(1.80)),
+        (c_micro / c0, 0.8f64.powf(1.80 / 1.56)),
+        (t_micro / t0, 0.8f64.powf(1.80 / 1.56)),
+    ] {
+        assert!((got / want - 1.0).abs() < 1e-9, "{got} vs {want}");
+    }
+    let bad = VertebraFractureParams {
+        trabecular_strength_exponent: f64::NAN,
+        ..Default::default()
+    };
+    assert!(vertebra_model(&v, &v.initial_volume_fraction, &d, &bad, 1.0, "x").is_err());
+}
+
 /// Source: Vemparala et al. (2025), pre-flight L3: peak load 3.532 kN, energy 0.243 J (matched
 /// by the energy to the peak; see `calibration`). Goal: the fitted defaults reproduce them on
 /// the built-in vertebra with the default run settings, in at least 100 increments.

@@ -7,13 +7,28 @@
 //! ([`DensityRelations::modulus_mpa`]): the undamaged element modulus is the one the
 //! remodeling run uses, times the fitted `modulus_scale` (below).
 //!
-//! **Strength.** Each compartment damages on its own (see [`super::damage`]). Yield strains
-//! are density-independent, so strength follows the modulus, σ_y = E(ρ) ε_y ∝ ρ^1.56:
+//! **Strength.** Each compartment damages on its own (see [`super::damage`]):
 //! - trabecular: ε_y,c = 0.84 %, ε_y,t = 0.78 %, the vertebral trabecular yield strains of
-//!   Kopperdahl & Keaveny (1998, J Biomech 31:601), who found no dependence on density;
+//!   Kopperdahl & Keaveny (1998, J Biomech 31:601), at the pre-flight trabecular density;
 //! - cortical shell and endplates: ε_y,c = 1.0 %, ε_y,t = 0.8 %, our choice in the range of
 //!   cortical bone tissue (Bayraktar et al. 2004, J Biomech 37:27, report roughly 0.8 % in
-//!   tension and 1.0–1.1 % in compression for human femoral cortical bone).
+//!   tension and 1.0–1.1 % in compression for human femoral cortical bone), independent of
+//!   density.
+//!
+//! Trabecular strength falls faster with density than trabecular stiffness: for lumbar
+//! vertebral trabecular bone the compressive strength follows σ_u = 24.9 ρ_app^1.80 MPa
+//! (Mosekilde, Mosekilde & Danielsen 1987, Bone 8:79; 40 specimens aged 15–87; Hansson et al.
+//! 1987 found an exponent of 2.24), against E ∝ ρ_app^1.56 for the modulus; both relations as
+//! tabulated by Keaveny, Morgan & Yeh, "Bone mechanics", in Kutz (ed.), *Biomedical
+//! Engineering and Design Handbook* (McGraw-Hill 2009), vol. 1, tables 9.4 and 9.5, where the
+//! yield strain is "only weakly dependent on apparent density". So the trabecular yield strains
+//! scale as (E/E₀)^(b_σ/b_E − 1), with E₀ the pre-flight trabecular modulus, b_σ =
+//! [`VertebraFractureParams::trabecular_strength_exponent`] (1.80) and b_E the modulus
+//! exponent of [`DensityRelations`] (1.56): (E/E₀)^0.154, the weak dependence on density of
+//! the handbook, and σ_y = E ε_y ∝ ρ^1.80. E here is the compartment's modulus from its
+//! density times the microstructure factor (below), so strength follows the adapted
+//! microstructure through its stiffness by the same relation. The fracture energy follows
+//! E ε_y², which keeps every element's softening ductility κ_f independent of density.
 //!
 //! **Fitted.** Two factors, fitted to the published pre-flight result (peak 3.532 kN, energy
 //! to the peak 0.243 J; see [`super::calibration`] for the fit, the energy definition and the
@@ -87,6 +102,19 @@ pub struct VertebraFractureParams {
     pub yield_strain_scale: f64,
     /// Fitted multiplier of both fracture energies.
     pub fracture_energy_scale: f64,
+    /// Exponent b_σ of the trabecular strength–density relation σ ∝ ρ_app^b_σ (Mosekilde et
+    /// al. 1987, lumbar spine: 1.80); equal to the modulus exponent, the trabecular yield
+    /// strains do not depend on density.
+    #[serde(default = "default_trabecular_strength_exponent")]
+    pub trabecular_strength_exponent: f64,
+}
+
+/// Exponent of the lumbar trabecular strength–density relation of Mosekilde, Mosekilde &
+/// Danielsen (1987, Bone 8:79), σ_u = 24.9 ρ_app^1.80 MPa.
+pub const LUMBAR_TRABECULAR_STRENGTH_EXPONENT: f64 = 1.80;
+
+fn default_trabecular_strength_exponent() -> f64 {
+    LUMBAR_TRABECULAR_STRENGTH_EXPONENT
 }
 
 impl Default for VertebraFractureParams {
@@ -114,6 +142,7 @@ impl Default for VertebraFractureParams {
             modulus_scale: FITTED_MODULUS_SCALE,
             yield_strain_scale: FITTED_YIELD_STRAIN_SCALE,
             fracture_energy_scale: FITTED_FRACTURE_ENERGY_SCALE,
+            trabecular_strength_exponent: LUMBAR_TRABECULAR_STRENGTH_EXPONENT,
         }
     }
 }
@@ -146,6 +175,34 @@ impl VertebraFractureParams {
         t.validate()?;
         c.validate()?;
         Ok((t, c))
+    }
+
+    /// The exponent of (E/E₀) that scales the trabecular yield strains, b_σ/b_E − 1 for the
+    /// modulus exponent b_E of `density`.
+    pub fn trabecular_yield_strain_exponent(
+        &self,
+        density: &DensityRelations,
+    ) -> Result<f64, FractureError> {
+        let b = self.trabecular_strength_exponent;
+        if !(b.is_finite() && b > 0.0) {
+            return Err(FractureError::InvalidParameter(format!(
+                "trabecular_strength_exponent must be positive and finite, got {b}"
+            )));
+        }
+        Ok(b / density.modulus_exponent - 1.0)
+    }
+}
+
+/// The trabecular law `base` at a modulus `modulus_ratio` times the pre-flight one: yield
+/// strains times `modulus_ratio^exponent`, fracture energy times its square (see the module
+/// documentation).
+fn trabecular_at(base: &DamageParams, modulus_ratio: f64, exponent: f64) -> DamageParams {
+    let f = modulus_ratio.powf(exponent);
+    DamageParams {
+        yield_strain_compression: base.yield_strain_compression * f,
+        yield_strain_tension: base.yield_strain_tension * f,
+        fracture_energy_n_per_mm: base.fracture_energy_n_per_mm * f * f,
+        ..*base
     }
 }
 
@@ -224,6 +281,7 @@ pub fn vertebra_model(
         )));
     }
     let (trab, cort) = params.scaled()?;
+    let trab_exponent = params.trabecular_yield_strain_exponent(density)?;
     let h = vertebra.grid.voxel_volume_mm3().cbrt();
     let dims = vertebra.grid.dims;
     let mut occupied = vec![false; dims.len()];
@@ -248,11 +306,17 @@ pub fn vertebra_model(
                 law: cort.element_law(e_cort, h)?,
             });
         }
-        let e_trab = params.modulus_scale * microstructure * density.modulus_mpa(v[1]);
+        let e_trab_unscaled = microstructure * density.modulus_mpa(v[1]);
+        let e_trab = params.modulus_scale * e_trab_unscaled;
         if s < 1.0 && e_trab > 0.0 {
+            let law = trabecular_at(
+                &trab,
+                e_trab_unscaled / trab.reference_modulus_mpa,
+                trab_exponent,
+            );
             parts.push(Compartment {
                 share: 1.0 - s,
-                law: trab.element_law(e_trab, h)?,
+                law: law.element_law(e_trab, h)?,
             });
         }
         if parts.is_empty() {
