@@ -309,7 +309,7 @@ pub fn fracture(args: &FractureArgs) -> Result<()> {
         })?;
     if let Some((origin, r)) = &record {
         for st in &mut macro_states {
-            st.microstructure = MicrostructureFactor::from_run(r, st.day, origin)?;
+            st.microstructure = MicrostructureFactor::from_run(r, st.day, &config.density, origin)?;
         }
     }
     let macro_seconds = t0.elapsed().as_secs_f64();

@@ -4,7 +4,7 @@ use super::damage::{DamageParams, principal_extremes};
 use super::micro::{TissueParams, apparent_measures, micro_model};
 use super::model::{ElementMaterial, FractureModel};
 use super::solver::{EndPoint, FractureParams, LoadDirection, run_to_failure, work_to_mj};
-use super::vertebra::{VertebraFractureParams, vertebra_model};
+use super::vertebra::{MicrostructureFactor, VertebraFractureParams, vertebra_model};
 use super::{FractureControl, FractureError};
 use crate::remodel::density::DensityRelations;
 use crate::remodel::vertebra::{Vertebra, VertebraParams};
@@ -406,6 +406,65 @@ fn trabecular_strength_follows_the_lumbar_strength_density_power_law() {
         ..Default::default()
     };
     assert!(vertebra_model(&v, &v.initial_volume_fraction, &d, &bad, 1.0, "x").is_err());
+}
+
+/// Goal: the architecture factor of an adapted structure is its micro-FE modulus ratio over
+/// the density law's for its BV/TV change: 1 when the structure lost stiffness exactly as
+/// ρ^1.56 predicts, above 1 when it kept more, and missing checkpoints or a zero modulus are
+/// refused with the run's name. Tolerance 1e-12.
+#[test]
+fn architecture_factor_is_the_micro_fe_modulus_ratio_over_the_density_law() {
+    use crate::multiscale::Checkpoint;
+    let d = DensityRelations::default();
+    let morphometry = crate::morph::Morphometry {
+        bv_tv: 0.0,
+        bs_bv_per_mm: 0.0,
+        tb_th_mm: 0.0,
+        tb_th_sd_mm: 0.0,
+        tb_sp_mm: 0.0,
+        tb_sp_sd_mm: 0.0,
+        tb_n_per_mm: 0.0,
+        conn_d_per_mm3: 0.0,
+        da: 0.0,
+        smi: 0.0,
+    };
+    let checkpoint = |day: u32, bv_tv: f64, e_app_mpa: f64| Checkpoint {
+        index: 0,
+        day,
+        phase: "p".into(),
+        bmd_trabecular_pct: 0.0,
+        bmd_whole_pct: 0.0,
+        target_bv_tv: bv_tv,
+        bv_tv,
+        bv_tv_change_pct: 0.0,
+        fe_solves: 0,
+        moves: 0,
+        islands: 0,
+        dice_vs_original: 1.0,
+        removed_voxels: 0,
+        added_voxels: 0,
+        e_app_mpa,
+        morphometry: crate::morph::Morphometry {
+            bv_tv,
+            ..morphometry
+        },
+        seconds: 0.0,
+    };
+    let law = 0.9f64.powf(1.56);
+    let cps = [
+        checkpoint(0, 0.25, 600.0),
+        checkpoint(30, 0.225, 600.0 * law),
+        checkpoint(60, 0.225, 600.0),
+        checkpoint(90, 0.225, 0.0),
+    ];
+    let f = |day| MicrostructureFactor::from_checkpoints(&cps, day, &d, "run-x");
+    assert!((f(0).unwrap().value - 1.0).abs() < 1e-12);
+    assert!((f(30).unwrap().value - 1.0).abs() < 1e-12);
+    assert!((f(60).unwrap().value - 1.0 / law).abs() < 1e-12);
+    for day in [90, 45] {
+        let err = f(day).unwrap_err().to_string();
+        assert!(err.contains("run-x"), "{err}");
+    }
 }
 
 /// Source: Vemparala et al. (2025), pre-flight L3: peak load 3.532 kN, energy 0.243 J (matched

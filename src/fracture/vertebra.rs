@@ -52,12 +52,16 @@
 //! the measured 0.84 %: the continuum vertebra with its thick effective shell fails at lower
 //! apparent strains than trabecular cores do).
 //!
-//! **Microstructure.** The trabecular compartment's modulus (and so its strength and fracture
-//! energy) is multiplied by a per-state [`MicrostructureFactor`], the homogenised micro-FE
-//! stiffness of the adapted trabecular microstructure relative to pre-flight, read from a
-//! multiscale run ([`MicrostructureFactor::from_run`]; `osteolab fracture --run DIR`).
-//! Without a run the factor is 1.0 and says so: the BMD of the macroscale run is then the
-//! only change between states.
+//! **Microstructure.** The trabecular stiffness follows the adapted microstructure's
+//! homogenised micro-FE stiffness relative to pre-flight, and its BMD the macroscale field:
+//! each element's trabecular modulus is the density law at the element's BMD times a
+//! per-state architecture factor f ([`MicrostructureFactor::from_checkpoints`]), the
+//! micro-FE modulus ratio of the adapted cube divided by the density law's ratio for the
+//! cube's own BV/TV change. So the mean trabecular modulus changes as the micro-FE modulus
+//! does (the bone loss is counted once), and its distribution over the vertebra follows the
+//! BMD field. The strength follows as f^(b_σ/b_E) by the strength law above. The factors come
+//! from a multiscale run (`osteolab fracture --run DIR`); without one f = 1.0 and the report
+//! says so: the density law alone then carries the change between states.
 
 use std::sync::atomic::AtomicBool;
 
@@ -66,6 +70,7 @@ use serde::{Deserialize, Serialize};
 use super::FractureError;
 use super::damage::DamageParams;
 use super::model::{Compartment, ElementMaterial, FractureModel};
+use crate::multiscale::Checkpoint;
 use crate::remodel::density::DensityRelations;
 use crate::remodel::law::COMPARTMENTS;
 use crate::remodel::scenario::Scenario;
@@ -217,42 +222,69 @@ pub struct MicrostructureFactor {
 
 impl MicrostructureFactor {
     /// The factor of the adapted microstructure at `day` of a multiscale run
-    /// ([`crate::multiscale`]): its apparent modulus over the day-0 structure's, both from
-    /// the micro-FE under the run's load case. `origin` names the run for the message.
-    pub fn from_run(
-        record: &crate::multiscale::store::RunRecord,
+    /// ([`crate::multiscale`]) with `checkpoints`: its micro-FE apparent modulus relative to
+    /// the day-0 structure's, divided by what the density law `density` gives for its own
+    /// change of BV/TV, (BV/TV / BV/TV₀)^b_E. The element moduli already follow the BMD
+    /// through the density law, so the factor carries what the architecture adds to it (> 1
+    /// when the adapted structure keeps more stiffness than its bone loss predicts); the mean
+    /// trabecular modulus then changes as the micro-FE modulus does. `origin` names the run
+    /// for the message.
+    pub fn from_checkpoints(
+        checkpoints: &[Checkpoint],
         day: u32,
+        density: &DensityRelations,
         origin: &str,
     ) -> Result<Self, FractureError> {
-        let at = |d: u32| record.checkpoints.iter().find(|c| c.day == d);
+        let at = |d: u32| checkpoints.iter().find(|c| c.day == d);
         let (Some(pre), Some(now)) = (at(0), at(day)) else {
             return Err(FractureError::InvalidParameter(format!(
                 "{origin}: the multiscale run has no checkpoint at day {day} (its checkpoints: {:?}); run it to the end first",
-                record.checkpoints.iter().map(|c| c.day).collect::<Vec<_>>()
+                checkpoints.iter().map(|c| c.day).collect::<Vec<_>>()
             )));
         };
-        let value = now.e_app_mpa / pre.e_app_mpa;
+        let stiffness_ratio = now.e_app_mpa / pre.e_app_mpa;
+        let density_ratio = (now.bv_tv / pre.bv_tv).powf(density.modulus_exponent);
+        let value = stiffness_ratio / density_ratio;
         if !(value.is_finite() && value > 0.0) {
             return Err(FractureError::InvalidParameter(format!(
-                "{origin}: apparent moduli {} and {} MPa give no usable stiffness ratio",
-                now.e_app_mpa, pre.e_app_mpa
+                "{origin}: apparent moduli {} and {} MPa at BV/TV {} and {} give no usable \
+                 stiffness ratio",
+                now.e_app_mpa, pre.e_app_mpa, now.bv_tv, pre.bv_tv
             )));
         }
         Ok(Self {
             value,
             source: format!(
-                "micro-FE apparent modulus of the adapted trabecular structure at day {day} of {origin}: {:.1} MPa against {:.1} MPa at day 0 (BV/TV {:.4} against {:.4})",
-                now.e_app_mpa, pre.e_app_mpa, now.bv_tv, pre.bv_tv
+                "architecture of the adapted trabecular structure at day {day} of {origin}: \
+                 micro-FE apparent modulus {:.1} MPa against {:.1} MPa at day 0 ({:+.2} %), \
+                 at BV/TV {:.4} against {:.4}, for which the density law gives {:+.2} %",
+                now.e_app_mpa,
+                pre.e_app_mpa,
+                100.0 * (stiffness_ratio - 1.0),
+                now.bv_tv,
+                pre.bv_tv,
+                100.0 * (density_ratio - 1.0)
             ),
         })
+    }
+
+    /// [`Self::from_checkpoints`] of a stored multiscale run.
+    pub fn from_run(
+        record: &crate::multiscale::store::RunRecord,
+        day: u32,
+        density: &DensityRelations,
+        origin: &str,
+    ) -> Result<Self, FractureError> {
+        Self::from_checkpoints(&record.checkpoints, day, density, origin)
     }
 
     /// The factor while no adapted microstructure is available.
     pub fn not_coupled() -> Self {
         Self {
             value: 1.0,
-            source: "not coupled: the adapted microstructure (issue 5 shape optimisation) is not \
-                     available yet; only the BMD of the macroscale run changes between states"
+            source: "not coupled: no multiscale run was given (fracture --run DIR), so the \
+                     density law at the macroscale BMD alone changes the trabecular bone between \
+                     states"
                 .into(),
         }
     }
