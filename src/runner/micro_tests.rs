@@ -1,5 +1,6 @@
 //! Tests of the micro-FE jobs: the two slots, generation, loading, solving, cancellation.
 
+use super::test_support::spawn;
 use super::*;
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -53,14 +54,6 @@ fn outcome_of(events: &[Event], job: JobId) -> &Outcome {
             _ => None,
         })
         .expect("job finished")
-}
-
-fn spawn() -> Runner {
-    Runner::spawn(RunnerOptions {
-        solver_threads: Some(2),
-        ..RunnerOptions::default()
-    })
-    .expect("runner starts")
 }
 
 #[test]

@@ -31,10 +31,15 @@
 //!   held microstructure, one checkpoint at a time ([`Command::Multiscale`],
 //!   [`Event::Multiscale`]); its structures go out through their own latest-wins slot
 //!   ([`Runner::latest_multiscale`]) and it has its own cancel flag.
+//! - **Fracture** ([`fracture`]): the vertebra at the flight states (and a held trabecular
+//!   cube) compressed to failure one after another ([`Command::Fracture`],
+//!   [`Event::Fracture`]); curve points stream best effort, each finished curve and its damage
+//!   fields go out behind an `Arc`; it has its own cancel flag.
 //!
 //! The pattern follows Bevy's `external_source_external_thread` example and rerun's
 //! "one channel in, one channel out, drained each frame under a budget" design.
 
+pub mod fracture;
 mod micro_slot;
 pub mod multiscale;
 pub mod remodel;
@@ -56,6 +61,10 @@ use crate::synthetic::SyntheticParams;
 use crate::volume::Grid;
 use crate::volume::segment::SegmentParams;
 
+pub use fracture::{
+    FractureCommand, FractureEvent, FractureInfo, FractureSummary, Specimen, SpecimenResult,
+    StartFracture,
+};
 pub use micro_slot::{MicroSlot, PerSlot};
 pub use multiscale::{
     MultiscaleCommand, MultiscaleEvent, MultiscaleInfo, MultiscaleSnapshot, StartMultiscale,
@@ -187,6 +196,8 @@ pub enum Command {
     Remodel(RemodelCommand),
     /// Start or cancel the multiscale run (see [`multiscale`]).
     Multiscale(MultiscaleCommand),
+    /// Start or cancel the fracture run (see [`fracture`]).
+    Fracture(FractureCommand),
     /// Stop the thread (after cancelling whatever runs).
     Shutdown,
 }
@@ -368,6 +379,8 @@ pub enum Event {
     Remodel(RemodelEvent),
     /// An event of the multiscale run (see [`multiscale`] for which are lossless).
     Multiscale(MultiscaleEvent),
+    /// An event of the fracture run (see [`fracture`] for which are lossless).
+    Fracture(FractureEvent),
 }
 
 /// Construction options of a [`Runner`].
@@ -477,6 +490,7 @@ pub struct Runner {
     remodel_cancel: Arc<CancelState>,
     multiscale_cancel: Arc<CancelState>,
     multiscale_snapshots: LatestSlot<MultiscaleSnapshot>,
+    fracture_cancel: Arc<CancelState>,
     history: FieldHistory,
     next_job: AtomicU64,
     dropped_progress: Arc<AtomicU64>,
@@ -528,6 +542,7 @@ impl Runner {
         let remodel_cancel = Arc::new(CancelState::default());
         let multiscale_cancel = Arc::new(CancelState::default());
         let multiscale_snapshots = LatestSlot::new();
+        let fracture_cancel = Arc::new(CancelState::default());
         let history = FieldHistory::new(options.field_history_bytes);
         let worker = worker::Worker::new(worker::WorkerParts {
             commands: command_rx,
@@ -537,6 +552,7 @@ impl Runner {
             remodel_cancel: Arc::clone(&remodel_cancel),
             multiscale_cancel: Arc::clone(&multiscale_cancel),
             multiscale_snapshots: multiscale_snapshots.clone(),
+            fracture_cancel: Arc::clone(&fracture_cancel),
             history: history.clone(),
             pool,
             max_live_triangles: options.max_live_triangles.max(12),
@@ -559,6 +575,7 @@ impl Runner {
             remodel_cancel,
             multiscale_cancel,
             multiscale_snapshots,
+            fracture_cancel,
             history,
             next_job: AtomicU64::new(1),
             dropped_progress,
@@ -578,6 +595,7 @@ impl Runner {
                 self.cancel.cancel_through(job);
                 self.remodel_cancel.cancel_through(job);
                 self.multiscale_cancel.cancel_through(job);
+                self.fracture_cancel.cancel_through(job);
             }
             Command::Remodel(RemodelCommand::Cancel) => self.remodel_cancel.cancel_through(job),
             Command::Remodel(RemodelCommand::Start(_)) => {
@@ -588,6 +606,10 @@ impl Runner {
             }
             Command::Multiscale(MultiscaleCommand::Start(_)) => {
                 self.multiscale_cancel.cancel_through(job - 1)
+            }
+            Command::Fracture(FractureCommand::Cancel) => self.fracture_cancel.cancel_through(job),
+            Command::Fracture(FractureCommand::Start(_)) => {
+                self.fracture_cancel.cancel_through(job - 1)
             }
             _ => {}
         }
@@ -653,6 +675,11 @@ impl Runner {
         self.send(Command::Multiscale(command))
     }
 
+    /// Sends a fracture command (shorthand for `send(Command::Fracture(command))`).
+    pub fn fracture(&self, command: FractureCommand) -> Result<JobId, RunnerError> {
+        self.send(Command::Fracture(command))
+    }
+
     /// The latest structures of the multiscale run if newer than generation `seen` (updated
     /// in place).
     pub fn latest_multiscale(&self, seen: &mut u64) -> Option<Arc<MultiscaleSnapshot>> {
@@ -710,6 +737,9 @@ impl Drop for Runner {
 }
 
 #[cfg(test)]
+mod test_support;
+
+#[cfg(test)]
 mod micro_tests;
 
 #[cfg(test)]
@@ -717,3 +747,6 @@ mod remodel_tests;
 
 #[cfg(test)]
 mod multiscale_tests;
+
+#[cfg(test)]
+mod fracture_tests;

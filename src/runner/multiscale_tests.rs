@@ -5,41 +5,17 @@
 
 use std::time::{Duration, Instant};
 
+use super::test_support::{short_flight, spawn};
 use super::*;
 use crate::multiscale::Checkpoint;
-use crate::remodel::scenario::{LoadScale, Phase, Scenario};
+use crate::remodel::scenario::Scenario;
 use crate::remodel::vertebra::VertebraParams;
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-fn spawn() -> Runner {
-    Runner::spawn(RunnerOptions {
-        solver_threads: Some(2),
-        ..RunnerOptions::default()
-    })
-    .expect("runner starts")
-}
-
-fn phase(name: &str, days: u32, axial: f64, flexion: f64) -> Phase {
-    Phase {
-        name: name.into(),
-        days,
-        load_scale: LoadScale { axial, flexion },
-        pth_scale: 1.0,
-    }
-}
-
 /// 3 habitual days, `unloaded` days at a tenth of the load, `after` habitual days.
 fn flight(unloaded: u32, after: u32) -> Scenario {
-    Scenario {
-        name: "short-flight".into(),
-        description: "test".into(),
-        phases: vec![
-            phase("preflight", 3, 1.0, 1.0),
-            phase("microgravity", unloaded, 0.1, 0.05),
-            phase("recovery", after, 1.0, 1.0),
-        ],
-    }
+    short_flight(3, unloaded, after)
 }
 
 /// Generates the synthetic test structure into the generated slot and waits for it.

@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::test_support::{phase, spawn};
 use super::*;
-use crate::remodel::scenario::{LoadScale, Phase, Scenario};
+use crate::remodel::scenario::Scenario;
 use crate::remodel::simulation::RemodelConfig;
 use crate::remodel::vertebra::VertebraParams;
 
@@ -14,15 +15,6 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn small_vertebra() -> VertebraSource {
     VertebraSource::Builtin(VertebraParams::small())
-}
-
-fn phase(name: &str, days: u32, axial: f64, flexion: f64) -> Phase {
-    Phase {
-        name: name.into(),
-        days,
-        load_scale: LoadScale { axial, flexion },
-        pth_scale: 1.0,
-    }
 }
 
 /// 2 habitual days, 3 days at a tenth of the load, 2 habitual days.
@@ -45,14 +37,6 @@ fn start(scenario: Scenario, start_paused: bool) -> Command {
         config: RemodelConfig::default(),
         start_paused,
     })))
-}
-
-fn spawn() -> Runner {
-    Runner::spawn(RunnerOptions {
-        solver_threads: Some(2),
-        ..RunnerOptions::default()
-    })
-    .expect("runner starts")
 }
 
 /// Remodel events (others dropped) until one matches `last`, inclusive.

@@ -2,6 +2,7 @@
 //! [`MicroSlot`]) and the remodeling run, runs one micro-FE job at a time and steps the
 //! remodeling run one day at a time in between (see [`remodel`]).
 
+mod fracture;
 mod multiscale;
 mod remodel;
 
@@ -116,6 +117,9 @@ pub(crate) struct Worker {
     multiscale_cancel: Arc<CancelState>,
     multiscale_snapshots: LatestSlot<MultiscaleSnapshot>,
     multiscale: Option<multiscale::MultiscaleJob>,
+    /// Cancellation of the fracture run (independent of the others).
+    fracture_cancel: Arc<CancelState>,
+    fracture: Option<fracture::FractureJob>,
 }
 
 /// The shared state a [`Worker`] is built with.
@@ -127,6 +131,7 @@ pub(crate) struct WorkerParts {
     pub(crate) remodel_cancel: Arc<CancelState>,
     pub(crate) multiscale_cancel: Arc<CancelState>,
     pub(crate) multiscale_snapshots: LatestSlot<MultiscaleSnapshot>,
+    pub(crate) fracture_cancel: Arc<CancelState>,
     pub(crate) history: FieldHistory,
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) max_live_triangles: usize,
@@ -150,6 +155,8 @@ impl Worker {
             multiscale_cancel: parts.multiscale_cancel,
             multiscale_snapshots: parts.multiscale_snapshots,
             multiscale: None,
+            fracture_cancel: parts.fracture_cancel,
+            fracture: None,
         }
     }
 
@@ -159,7 +166,10 @@ impl Worker {
     /// until the next command.
     pub(crate) fn run(mut self) {
         loop {
-            let envelope = if self.remodel_wants_step() || self.multiscale_wants_step() {
+            let envelope = if self.remodel_wants_step()
+                || self.multiscale_wants_step()
+                || self.fracture_wants_step()
+            {
                 match self.commands.try_recv() {
                     Ok(e) => Some(e),
                     Err(TryRecvError::Empty) => None,
@@ -179,6 +189,9 @@ impl Worker {
                     if self.multiscale_wants_step() && !self.emitter.is_disconnected() {
                         self.multiscale_step();
                     }
+                    if self.fracture_wants_step() && !self.emitter.is_disconnected() {
+                        self.fracture_step();
+                    }
                 }
                 Some(Envelope { job, command }) => match command {
                     // Cancellation already took effect through the shared flag.
@@ -186,6 +199,7 @@ impl Worker {
                     Command::Shutdown => break,
                     Command::Remodel(c) => self.remodel_command(job, c),
                     Command::Multiscale(c) => self.multiscale_command(job, c),
+                    Command::Fracture(c) => self.fracture_command(job, c),
                     job_command => self.run_micro_job(job, job_command),
                 },
             }
@@ -202,7 +216,11 @@ impl Worker {
             Command::GenerateReconGan(_) => JobKind::GenerateReconGan,
             Command::GenerateSynthetic(_) => JobKind::GenerateSynthetic,
             Command::Solve { .. } => JobKind::Solve,
-            Command::Cancel | Command::Shutdown | Command::Remodel(_) | Command::Multiscale(_) => {
+            Command::Cancel
+            | Command::Shutdown
+            | Command::Remodel(_)
+            | Command::Multiscale(_)
+            | Command::Fracture(_) => {
                 return;
             }
         };
@@ -232,7 +250,11 @@ impl Worker {
             Command::GenerateReconGan(params) => self.generate_recongan(job, params),
             Command::GenerateSynthetic(params) => self.generate_synthetic(job, params),
             Command::Solve { slot, request } => self.solve(job, slot, request),
-            Command::Cancel | Command::Shutdown | Command::Remodel(_) | Command::Multiscale(_) => {
+            Command::Cancel
+            | Command::Shutdown
+            | Command::Remodel(_)
+            | Command::Multiscale(_)
+            | Command::Fracture(_) => {
                 Err(Stop::Failed("not a micro-FE job".into()))
             }
         }
