@@ -35,6 +35,11 @@ struct Args {
     /// (spaceflight-215) on the start-up structure as soon as it is loaded.
     #[arg(long)]
     multiscale_on_start: bool,
+    /// Open the vertebra view's fracture mode and break the built-in vertebra at the
+    /// spaceflight-215 states as soon as the app opens (`OSTEOLAB_FRACTURE_STEP` sets the step,
+    /// e.g. 0.1; `OSTEOLAB_FRACTURE_STATES` the states, e.g. `pre,post`).
+    #[arg(long)]
+    fracture_on_start: bool,
     /// The view the app opens on (default: vertebra; micro with only --solve-on-start).
     #[arg(long, value_enum, value_name = "VIEW")]
     view: Option<ViewArg>,
@@ -60,6 +65,7 @@ struct AppFlags {
     solve_on_start: bool,
     remodel_on_start: bool,
     multiscale_on_start: bool,
+    fracture_on_start: bool,
     view: Option<ViewArg>,
 }
 
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
             solve_on_start: args.solve_on_start,
             remodel_on_start: args.remodel_on_start,
             multiscale_on_start: args.multiscale_on_start,
+            fracture_on_start: args.fracture_on_start,
             view: args.view,
         }),
     };
@@ -126,6 +133,7 @@ fn open_app(flags: AppFlags) -> anyhow::Result<()> {
         solve_on_start: flags.solve_on_start,
         remodel_on_start: flags.remodel_on_start,
         multiscale_on_start: flags.multiscale_on_start,
+        fracture_on_start: flags.fracture_on_start,
         view: flags.view.map(|v| match v {
             ViewArg::Vertebra => app::ViewKind::Vertebra,
             ViewArg::Micro => app::ViewKind::Micro,

@@ -237,7 +237,7 @@ impl UiState {
                 state.morphometry = Some(result);
             }
             // Handled by RemodelState and MultiscaleState.
-            Event::Remodel(_) | Event::Multiscale(_) => {}
+            Event::Remodel(_) | Event::Multiscale(_) | Event::Fracture(_) => {}
             Event::SolverProgress {
                 iteration,
                 relative_residual,
@@ -500,6 +500,7 @@ fn start_runner(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pump_runner(
     sim: Option<ResMut<Sim>>,
     view: Res<ViewKind>,
@@ -508,6 +509,7 @@ fn pump_runner(
     mut scene: ResMut<SceneState>,
     mut redraw: MessageWriter<RequestRedraw>,
     mut multiscale: ResMut<MultiscaleState>,
+    mut fracture: ResMut<super::fracture::FractureState>,
 ) {
     let Some(mut sim) = sim else {
         return;
@@ -519,6 +521,7 @@ fn pump_runner(
         match event {
             Event::Remodel(e) => remodel.apply(e),
             Event::Multiscale(e) => multiscale.apply(e),
+            Event::Fracture(e) => fracture.apply(e),
             other => ui.apply(other),
         }
     }

@@ -7,6 +7,9 @@
 //!   `solve_on_start`, both have been solved and their SED-coloured meshes are shown;
 //! - vertebra view: the vertebra has been on screen for a few frames. A run started with
 //!   `--remodel-on-start` keeps going: the capture shows the day reached at that frame.
+//! - fracture mode (`--fracture-on-start`): the fracture run has ended (every curve done, or
+//!   cancelled or failed) and the damage field of the last finished curve at its peak is on
+//!   screen;
 //! - multiscale mode (`--multiscale-on-start`): [`MULTISCALE_CAPTURE_CHECKPOINTS`] checkpoints
 //!   (or `OSTEOLAB_CAPTURE_CHECKPOINTS`) are done and their structures on screen, or the run
 //!   ended; the run keeps going.
@@ -25,6 +28,8 @@ use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::RequestRedraw;
 
 use super::bridge::UiState;
+use super::fracture::{FractureState, FractureStatus};
+use super::fracture_scene::FractureView;
 use super::multiscale::{MsStatus, MultiscaleState};
 use super::multiscale_scene::MultiscaleView;
 use super::remodel::{RemodelState, RunStatus};
@@ -101,6 +106,8 @@ pub struct CaptureRequest {
     pub remodel_on_start: bool,
     /// The multiscale run was started at launch: wait for its checkpoints.
     pub multiscale_on_start: bool,
+    /// The fracture run was started at launch: wait for its end and the damage on screen.
+    pub fracture_on_start: bool,
 }
 
 #[derive(Resource)]
@@ -127,6 +134,7 @@ impl Plugin for CapturePlugin {
                 solve_on_start: req.solve_on_start,
                 remodel_on_start: req.remodel_on_start,
                 multiscale_on_start: req.multiscale_on_start,
+                fracture_on_start: req.fracture_on_start,
             })
             .insert_resource(CaptureState {
                 started: Instant::now(),
@@ -197,6 +205,7 @@ fn drive_capture(
     mut exit: MessageWriter<AppExit>,
     mut redraw: MessageWriter<RequestRedraw>,
     (multiscale, ms_view): (Res<MultiscaleState>, Res<MultiscaleView>),
+    (fracture, fr_view): (Res<FractureState>, Res<FractureView>),
 ) {
     state.frames = state.frames.saturating_add(1);
     redraw.write(RequestRedraw);
@@ -204,7 +213,9 @@ fn drive_capture(
         SAVE_OK => {
             let failed = (request.solve_on_start && (ui.solve_failed || ui.solves_finished == 0))
                 || (request.remodel_on_start && remodel.status == RunStatus::Failed)
-                || (request.multiscale_on_start && multiscale.status == MsStatus::Failed);
+                || (request.multiscale_on_start && multiscale.status == MsStatus::Failed)
+                || (request.fracture_on_start
+                    && matches!(fracture.status, FractureStatus::Failed(_)));
             exit.write(if failed {
                 AppExit::error()
             } else {
@@ -222,6 +233,17 @@ fn drive_capture(
         return;
     }
     let ready = match *view {
+        ViewKind::Vertebra if request.fracture_on_start => {
+            // The selected specimen's damage field is the one on screen, settled.
+            let shown = fr_view.shown_specimen == Some(fracture.selected)
+                && fr_view.field_point.is_some()
+                && fr_view.frames_since_shown >= SETTLE_FRAMES;
+            (fracture.status.is_ended() && shown)
+                || matches!(
+                    fracture.status,
+                    FractureStatus::Failed(_) | FractureStatus::Cancelled
+                )
+        }
         ViewKind::Micro if request.multiscale_on_start => {
             let wanted = std::env::var("OSTEOLAB_CAPTURE_CHECKPOINTS")
                 .ok()

@@ -5,6 +5,9 @@
 //!   the displayed day, cut by a draggable sagittal clip plane whose cap shows the interior;
 //!   a timeline (play / pause / step / scrub, BMD plots with phase bands) and a scenario
 //!   editor. The run streams day by day from the simulation thread.
+//!   Its fracture mode ([`fracture`], [`fracture_scene`], [`fracture_panel`]) breaks the
+//!   vertebra at the pre-flight, end-of-flight and recovered states: the load–displacement
+//!   curves grow live, and the damage field of the chosen curve point colours the section.
 //! - **Microstructure**: two trabecular cubes side by side, the real micro-CT sample and a
 //!   ReconGAN cube (the default source), their morphometry and micro-FE solves (SED colouring);
 //!   or, in its multiscale mode ([`multiscale`], [`multiscale_scene`], [`multiscale_panel`]),
@@ -22,6 +25,9 @@ mod bridge;
 mod camera;
 mod capture;
 mod colormap;
+mod fracture;
+mod fracture_panel;
+mod fracture_scene;
 mod micro_panel;
 mod multiscale;
 mod multiscale_panel;
@@ -62,6 +68,10 @@ pub struct AppOptions {
     /// (spaceflight-215, a checkpoint every 30 days or `OSTEOLAB_MULTISCALE_EVERY_DAYS`) on
     /// the start-up structure (the micro-CT sample when present, else the ReconGAN cube).
     pub multiscale_on_start: bool,
+    /// Open the vertebra view's fracture mode and start the fracture run (the spaceflight-215
+    /// states of the built-in vertebra; `OSTEOLAB_FRACTURE_STEP` and
+    /// `OSTEOLAB_FRACTURE_STATES` set the step and the states).
+    pub fracture_on_start: bool,
     /// The view to open; `None` = the vertebra, or the microstructure when only
     /// `solve_on_start` asks for something.
     pub view: Option<ViewKind>,
@@ -72,7 +82,8 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     let solve_on_start = options.solve_on_start
         || std::env::var("OSTEOLAB_AUTOSOLVE").is_ok_and(|v| v == "1" || v == "true");
     let scripted = options.screenshot.is_some();
-    let micro = options.multiscale_on_start || (solve_on_start && !options.remodel_on_start);
+    let micro = !options.fracture_on_start
+        && (options.multiscale_on_start || (solve_on_start && !options.remodel_on_start));
     let view = options.view.unwrap_or(if micro {
         ViewKind::Micro
     } else {
@@ -111,6 +122,10 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
         multiscale_on_start: options.multiscale_on_start,
     })
     .add_plugins(multiscale_scene::MultiscaleScenePlugin)
+    .add_plugins(fracture::FracturePlugin {
+        on_start: options.fracture_on_start,
+    })
+    .add_plugins(fracture_scene::FractureScenePlugin)
     .add_plugins(vertebra::VertebraPlugin)
     .add_plugins(pacing::PacingPlugin)
     .add_plugins(capture::CapturePlugin {
@@ -120,6 +135,7 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
             solve_on_start,
             remodel_on_start: options.remodel_on_start,
             multiscale_on_start: options.multiscale_on_start,
+            fracture_on_start: options.fracture_on_start,
         }),
         stats: stats.clone(),
     })

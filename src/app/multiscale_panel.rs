@@ -10,7 +10,7 @@
 
 use bevy::math::Vec2;
 use bevy_egui::egui::{self, Color32, RichText};
-use egui_plot::{HLine, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, Span, VLine};
+use egui_plot::{HLine, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, VLine};
 
 use osteolab::multiscale::Checkpoint;
 use osteolab::remodel::scenario::Scenario;
@@ -443,23 +443,12 @@ pub fn multiscale_timeline_ui(ui: &mut egui::Ui, state: &MultiscaleState) {
         .allow_boxed_zoom(false)
         .allow_double_click_reset(false)
         .show(ui, |plot| {
-            for (i, (start, name)) in info.phase_starts.iter().zip(&info.phase_names).enumerate() {
-                let end = info
-                    .phase_starts
-                    .get(i + 1)
-                    .copied()
-                    .unwrap_or(info.total_days);
-                let fill = if i % 2 == 0 {
-                    Color32::from_rgba_unmultiplied(120, 140, 170, 26)
-                } else {
-                    Color32::from_rgba_unmultiplied(255, 200, 110, 30)
-                };
-                plot.span(
-                    Span::new(name.clone(), *start as f64..=end as f64)
-                        .fill(fill)
-                        .border_width(0.0),
-                );
-            }
+            super::timeline::shade_phases(
+                plot,
+                &info.phase_starts,
+                &info.phase_names,
+                info.total_days,
+            );
             plot.hline(
                 HLine::new("day 0", bv0)
                     .color(Color32::from_gray(150))

@@ -1,5 +1,5 @@
-//! Frame pacing while the remodeling run (or the multiscale run) computes on a software
-//! rasteriser.
+//! Frame pacing while the remodeling run (or the multiscale or fracture run) computes on a
+//! software rasteriser.
 //!
 //! Mesa's lavapipe renders on the same two cores the simulation needs: left alone, the
 //! window takes about 50 ms of CPU per frame, the simulation thread (at background
@@ -20,6 +20,10 @@ use super::scene::{RenderQuality, SceneState};
 
 /// Frame-rate cap while the run computes on a software rasteriser.
 pub const SOFTWARE_FPS_WHILE_COMPUTING: f32 = 12.0;
+
+/// Frame-rate cap while only the fracture run computes on a software rasteriser: its curve
+/// points arrive every second or so, and each frame taken from the two cores slows the curve.
+pub const SOFTWARE_FPS_WHILE_FRACTURING: f32 = 4.0;
 
 pub struct PacingPlugin;
 
@@ -51,15 +55,18 @@ fn pace_frames(
     scene: Res<SceneState>,
     remodel: Res<RemodelState>,
     multiscale: Res<MultiscaleState>,
+    fracture: Res<super::fracture::FractureState>,
 ) {
     let software = matches!(scene.quality, RenderQuality::Software { .. });
+    let streaming = remodel.is_computing() || multiscale.is_computing();
     let cap = match pacing.override_fps {
         Some(fps) => fps,
-        None if software => SOFTWARE_FPS_WHILE_COMPUTING,
+        None if software && streaming => SOFTWARE_FPS_WHILE_COMPUTING,
+        None if software => SOFTWARE_FPS_WHILE_FRACTURING,
         None => 0.0,
     };
     let now = Instant::now();
-    if (remodel.is_computing() || multiscale.is_computing())
+    if (streaming || fracture.is_computing())
         && cap > 0.0
         && let Some(last) = pacing.last
     {

@@ -4,7 +4,7 @@
 //! vertical line at the displayed day. Clicking or dragging in the plot scrubs too.
 
 use bevy_egui::egui::{self, Color32, RichText};
-use egui_plot::{GridInput, Line, Plot, PlotPoints, Span, VLine, uniform_grid_spacer};
+use egui_plot::{GridInput, Line, Plot, PlotPoints, PlotUi, Span, VLine, uniform_grid_spacer};
 
 use osteolab::remodel::simulation::DayRecord;
 
@@ -270,25 +270,7 @@ fn plot(ui: &mut egui::Ui, state: &RemodelState) -> Option<u32> {
         .allow_double_click_reset(false)
         .show(ui, |plot| {
             if let Some(info) = &state.info {
-                for (i, (start, name)) in
-                    info.phase_starts.iter().zip(&info.phase_names).enumerate()
-                {
-                    let end = info
-                        .phase_starts
-                        .get(i + 1)
-                        .copied()
-                        .unwrap_or(info.total_days);
-                    let fill = if i % 2 == 0 {
-                        Color32::from_rgba_unmultiplied(120, 140, 170, 26)
-                    } else {
-                        Color32::from_rgba_unmultiplied(255, 200, 110, 30)
-                    };
-                    plot.span(
-                        Span::new(name.clone(), *start as f64..=end as f64)
-                            .fill(fill)
-                            .border_width(0.0),
-                    );
-                }
+                shade_phases(plot, &info.phase_starts, &info.phase_names, info.total_days);
             }
             let records = &state.series;
             plot.line(
@@ -325,4 +307,27 @@ fn plot(ui: &mut egui::Ui, state: &RemodelState) -> Option<u32> {
             }
         });
     response.inner
+}
+
+/// Shades the phases of a scenario (phase `i` runs from `phase_starts[i]` to the next start, or
+/// to `total_days`) as alternating named bands on a plot whose x axis is days.
+pub(super) fn shade_phases(
+    plot: &mut PlotUi,
+    phase_starts: &[u32],
+    phase_names: &[String],
+    total_days: u32,
+) {
+    for (i, (start, name)) in phase_starts.iter().zip(phase_names).enumerate() {
+        let end = phase_starts.get(i + 1).copied().unwrap_or(total_days);
+        let fill = if i % 2 == 0 {
+            Color32::from_rgba_unmultiplied(120, 140, 170, 26)
+        } else {
+            Color32::from_rgba_unmultiplied(255, 200, 110, 30)
+        };
+        plot.span(
+            Span::new(name.clone(), *start as f64..=end as f64)
+                .fill(fill)
+                .border_width(0.0),
+        );
+    }
 }

@@ -15,6 +15,12 @@ use osteolab::runner::{MicroSlot, SED_FIELD};
 
 use super::bridge::{Sim, UiState};
 use super::colormap::DivergingScale;
+use super::fracture::{FractureState, VertebraMode};
+use super::fracture_panel::{
+    FRACTURE_PLOT_HEIGHT, damage_colour_bar_overlay, fracture_overlay, fracture_panel_ui,
+    fracture_timeline_ui, vertebra_mode_switch,
+};
+use super::fracture_scene::FractureView;
 use super::micro_panel::{PathInput, micro_panel, short_label};
 use super::multiscale::{MicroMode, MultiscaleState};
 use super::multiscale_panel::{
@@ -26,7 +32,7 @@ use super::remodel::RemodelState;
 use super::scene::{MainCamera, SceneState, ViewKind, ViewportLayout};
 use super::timeline::{TIMELINE_HEIGHT, timeline_ui};
 use super::vertebra::VertebraView;
-use super::vertebra_panel::{colour_bar_overlay, vertebra_overlay, vertebra_panel};
+use super::vertebra_panel::{bmd_colour_bar_overlay, vertebra_overlay, vertebra_panel};
 
 const PANEL_WIDTH: f32 = 390.0;
 
@@ -46,6 +52,7 @@ pub fn panels_ui(
     window: Query<&Window, With<PrimaryWindow>>,
     mut path_input: Local<PathInput>,
     (mut multiscale, ms_view): (ResMut<MultiscaleState>, Res<MultiscaleView>),
+    (mut fracture, fr_view): (ResMut<FractureState>, Res<FractureView>),
 ) -> Result {
     let ctx = contexts.ctx_mut()?.clone();
     let mut root = egui::Ui::new(
@@ -93,7 +100,19 @@ pub fn panels_ui(
                         }
                     }
                     ViewKind::Vertebra => {
-                        vertebra_panel(ui, sim.as_deref(), &mut remodel, &vertebra)
+                        vertebra_mode_switch(ui, &mut fracture);
+                        match fracture.mode {
+                            VertebraMode::Remodeling => {
+                                vertebra_panel(ui, sim.as_deref(), &mut remodel, &vertebra)
+                            }
+                            VertebraMode::Fracture => fracture_panel_ui(
+                                ui,
+                                sim.as_deref(),
+                                &mut fracture,
+                                &multiscale,
+                                &ui_state,
+                            ),
+                        }
                     }
                 }
                 ui.separator();
@@ -106,7 +125,19 @@ pub fn panels_ui(
             });
         });
     let left = panel.response.rect.width();
-    let bottom = if view == ViewKind::Vertebra {
+    let bottom = if view == ViewKind::Vertebra && fracture.mode == VertebraMode::Fracture {
+        egui::Panel::bottom("osteolab-fracture-curves")
+            .resizable(true)
+            .default_size(FRACTURE_PLOT_HEIGHT)
+            .min_size(160.0)
+            .max_size(560.0)
+            .show(&mut root, |ui| {
+                fracture_timeline_ui(ui, &mut fracture);
+            })
+            .response
+            .rect
+            .height()
+    } else if view == ViewKind::Vertebra {
         egui::Panel::bottom("osteolab-timeline")
             .resizable(true)
             .default_size(TIMELINE_HEIGHT)
@@ -186,11 +217,15 @@ pub fn panels_ui(
                 }
             }
         }
+        ViewKind::Vertebra if fracture.mode == VertebraMode::Fracture => {
+            fracture_overlay(&ctx, left, &fracture, &fr_view);
+            damage_colour_bar_overlay(&ctx, ctx.viewport_rect().right(), 0.0);
+        }
         ViewKind::Vertebra => {
             vertebra_overlay(&ctx, left, &remodel, &vertebra);
             let right = ctx.viewport_rect().right();
             let scale = DivergingScale::new(remodel.range_min_pct, remodel.range_max_pct);
-            colour_bar_overlay(&ctx, right, 0.0, &scale);
+            bmd_colour_bar_overlay(&ctx, right, 0.0, &scale);
         }
     }
     Ok(())
@@ -278,5 +313,81 @@ pub fn floating_label(ctx: &egui::Context, id: egui::Id, at: Vec2, text: String)
                         .extend(),
                     );
                 });
+        });
+}
+
+/// What a vertical colour bar at the right edge of the 3-D view shows.
+pub struct ColourBar<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    /// The colour at t ∈ [0, 1] (bottom to top), sRGB in [0, 1].
+    pub colour: &'a dyn Fn(f32) -> [f32; 3],
+    /// The tick label at t.
+    pub tick: &'a dyn Fn(f32) -> String,
+    pub footnote: &'a str,
+}
+
+/// Draws `bar` with ticks at 0, ¼, ½, ¾ and 1, its right edge `right` logical pixels from the
+/// left of the window and its top at `top`.
+pub fn colour_bar_overlay(ctx: &egui::Context, right: f32, top: f32, bar: &ColourBar) {
+    let size = egui::vec2(18.0, 200.0);
+    egui::Area::new(egui::Id::new(bar.id))
+        .fixed_pos(egui::pos2(right - 100.0, top + 16.0))
+        .interactable(false)
+        .show(ctx, |ui| {
+            ui.label(
+                RichText::new(bar.title)
+                    .color(Color32::from_gray(225))
+                    .strong(),
+            );
+            ui.add_space(4.0);
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(90.0, size.y), egui::Sense::hover());
+            let bar_rect = egui::Rect::from_min_size(rect.min, size);
+            let painter = ui.painter();
+            let steps = 64;
+            for i in 0..steps {
+                let t0 = i as f32 / steps as f32;
+                let t1 = (i + 1) as f32 / steps as f32;
+                let c = (bar.colour)(1.0 - 0.5 * (t0 + t1));
+                let color = Color32::from_rgb(
+                    (c[0] * 255.0).round() as u8,
+                    (c[1] * 255.0).round() as u8,
+                    (c[2] * 255.0).round() as u8,
+                );
+                let r = egui::Rect::from_min_max(
+                    egui::pos2(bar_rect.left(), bar_rect.top() + t0 * size.y),
+                    egui::pos2(bar_rect.right(), bar_rect.top() + t1 * size.y + 0.5),
+                );
+                painter.rect_filled(r, 0.0, color);
+            }
+            painter.rect_stroke(
+                bar_rect,
+                0.0,
+                egui::Stroke::new(1.0, Color32::from_gray(90)),
+                egui::StrokeKind::Outside,
+            );
+            for t in [1.0f32, 0.75, 0.5, 0.25, 0.0] {
+                let y = bar_rect.top() + (1.0 - t) * size.y;
+                painter.line_segment(
+                    [
+                        egui::pos2(bar_rect.right(), y),
+                        egui::pos2(bar_rect.right() + 4.0, y),
+                    ],
+                    egui::Stroke::new(1.0, Color32::from_gray(200)),
+                );
+                painter.text(
+                    egui::pos2(bar_rect.right() + 7.0, y),
+                    egui::Align2::LEFT_CENTER,
+                    (bar.tick)(t),
+                    egui::FontId::proportional(12.0),
+                    Color32::from_gray(225),
+                );
+            }
+            ui.add_space(8.0);
+            ui.label(
+                RichText::new(bar.footnote)
+                    .small()
+                    .color(Color32::from_gray(170)),
+            );
         });
 }

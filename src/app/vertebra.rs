@@ -33,7 +33,7 @@ const NO_DATA_SRGB: [f32; 3] = [0.45, 0.45, 0.45];
 /// The vertebra entity and what it currently shows.
 #[derive(Resource)]
 pub struct VertebraView {
-    root: Entity,
+    pub(super) root: Entity,
     entity: Entity,
     mesh: Option<Handle<Mesh>>,
     geometry: Option<Arc<VertebraGeometry>>,
@@ -73,7 +73,9 @@ impl Plugin for VertebraPlugin {
     }
 }
 
-fn setup_vertebra(mut commands: Commands) {
+/// A hidden root and a hidden mesh entity under it, not frustum-culled: a section changes
+/// shape with the clip plane, so culling against a stale bounding box would drop it.
+pub(super) fn spawn_section_entities(commands: &mut Commands) -> (Entity, Entity) {
     let root = commands
         .spawn((Transform::default(), Visibility::Hidden))
         .id();
@@ -81,11 +83,15 @@ fn setup_vertebra(mut commands: Commands) {
         .spawn((
             Transform::default(),
             Visibility::Hidden,
-            // The section changes shape with the clip plane; skip culling against a stale box.
             NoFrustumCulling,
             ChildOf(root),
         ))
         .id();
+    (root, entity)
+}
+
+fn setup_vertebra(mut commands: Commands) {
+    let (root, entity) = spawn_section_entities(&mut commands);
     commands.insert_resource(VertebraView {
         root,
         entity,
@@ -321,7 +327,7 @@ fn drag_clip_plane(
 }
 
 /// Shows the model of the active view only.
-fn apply_view_visibility(
+pub(super) fn apply_view_visibility(
     active: Res<ViewKind>,
     view: Res<VertebraView>,
     scene: Res<SceneState>,

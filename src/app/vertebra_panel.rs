@@ -548,74 +548,25 @@ pub fn vertebra_overlay(ctx: &egui::Context, left: f32, state: &RemodelState, vi
         });
 }
 
-/// A vertical diverging colour bar at the right edge of the 3-D view.
-pub fn colour_bar_overlay(ctx: &egui::Context, right: f32, top: f32, scale: &DivergingScale) {
-    let bar = egui::vec2(18.0, 200.0);
-    egui::Area::new("colour-bar".into())
-        .fixed_pos(egui::pos2(right - 100.0, top + 16.0))
-        .interactable(false)
-        .show(ctx, |ui| {
-            ui.label(
-                RichText::new("BMD change (%)")
-                    .color(Color32::from_gray(225))
-                    .strong(),
-            );
-            ui.add_space(4.0);
-            let (rect, _) = ui.allocate_exact_size(egui::vec2(90.0, bar.y), egui::Sense::hover());
-            let bar_rect = egui::Rect::from_min_size(rect.min, bar);
-            let painter = ui.painter();
-            let steps = 64;
-            for i in 0..steps {
-                let t0 = i as f32 / steps as f32;
-                let t1 = (i + 1) as f32 / steps as f32;
-                let c = cool_warm_srgb(1.0 - 0.5 * (t0 + t1));
-                let color = Color32::from_rgb(
-                    (c[0] * 255.0).round() as u8,
-                    (c[1] * 255.0).round() as u8,
-                    (c[2] * 255.0).round() as u8,
-                );
-                let r = egui::Rect::from_min_max(
-                    egui::pos2(bar_rect.left(), bar_rect.top() + t0 * bar.y),
-                    egui::pos2(bar_rect.right(), bar_rect.top() + t1 * bar.y + 0.5),
-                );
-                painter.rect_filled(r, 0.0, color);
-            }
-            painter.rect_stroke(
-                bar_rect,
-                0.0,
-                egui::Stroke::new(1.0, Color32::from_gray(90)),
-                egui::StrokeKind::Outside,
-            );
-            // Ticks at the ends, halfway to each end, and at zero.
-            let ticks = [1.0, 0.75, 0.5, 0.25, 0.0];
-            for t in ticks {
-                let y = bar_rect.top() + (1.0 - t) * bar.y;
+/// The diverging BMD-change colour bar at the right edge of the 3-D view.
+pub fn bmd_colour_bar_overlay(ctx: &egui::Context, right: f32, top: f32, scale: &DivergingScale) {
+    super::ui::colour_bar_overlay(
+        ctx,
+        right,
+        top,
+        &super::ui::ColourBar {
+            id: "colour-bar",
+            title: "BMD change (%)",
+            colour: &cool_warm_srgb,
+            tick: &|t| {
                 let v = scale.value_at(t);
-                painter.line_segment(
-                    [
-                        egui::pos2(bar_rect.right(), y),
-                        egui::pos2(bar_rect.right() + 4.0, y),
-                    ],
-                    egui::Stroke::new(1.0, Color32::from_gray(200)),
-                );
-                let text = if v.abs() < 1e-6 {
+                if v.abs() < 1e-6 {
                     "0".to_string()
                 } else {
                     format!("{v:+.1}")
-                };
-                painter.text(
-                    egui::pos2(bar_rect.right() + 7.0, y),
-                    egui::Align2::LEFT_CENTER,
-                    text,
-                    egui::FontId::proportional(12.0),
-                    Color32::from_gray(225),
-                );
-            }
-            ui.add_space(8.0);
-            ui.label(
-                RichText::new("blue: loss · red: gain")
-                    .small()
-                    .color(Color32::from_gray(170)),
-            );
-        });
+                }
+            },
+            footnote: "blue: loss · red: gain",
+        },
+    );
 }

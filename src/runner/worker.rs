@@ -254,9 +254,7 @@ impl Worker {
             | Command::Shutdown
             | Command::Remodel(_)
             | Command::Multiscale(_)
-            | Command::Fracture(_) => {
-                Err(Stop::Failed("not a micro-FE job".into()))
-            }
+            | Command::Fracture(_) => Err(Stop::Failed("not a micro-FE job".into())),
         }
     }
 

@@ -24,15 +24,17 @@ fn assert_xvfb() {
     );
 }
 
-/// Runs the app under `xvfb-run` (1600×900 screen) with `args`, returning its output.
-fn run_app(args: &[&str]) -> Output {
+/// Runs the app under `xvfb-run` (1600×900 screen) with `args` and the environment `env`,
+/// killed after 15 minutes, returning its output.
+fn run_app(args: &[&str], env: &[(&str, &str)]) -> Output {
     let exe = bin().get_program().to_owned();
     Command::new("timeout")
-        .arg("600")
+        .arg("900")
         .arg("xvfb-run")
         .args(["-a", "-s", "-screen 0 1600x900x24"])
         .arg(&exe)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run the app under xvfb-run")
 }
@@ -100,15 +102,18 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
     let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let shot = dir.path().join("shot.png");
-    let out = run_app(&[
-        "--view",
-        "micro",
-        "--screenshot",
-        shot.to_str().unwrap(),
-        "--frames",
-        "30",
-        "--solve-on-start",
-    ]);
+    let out = run_app(
+        &[
+            "--view",
+            "micro",
+            "--screenshot",
+            shot.to_str().unwrap(),
+            "--frames",
+            "30",
+            "--solve-on-start",
+        ],
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -171,15 +176,18 @@ fn app_vertebra_view_streams_the_remodeling_run() {
     let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let shot = dir.path().join("vertebra.png");
-    let out = run_app(&[
-        "--view",
-        "vertebra",
-        "--remodel-on-start",
-        "--screenshot",
-        shot.to_str().unwrap(),
-        "--frames",
-        "100",
-    ]);
+    let out = run_app(
+        &[
+            "--view",
+            "vertebra",
+            "--remodel-on-start",
+            "--screenshot",
+            shot.to_str().unwrap(),
+            "--frames",
+            "100",
+        ],
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -268,22 +276,16 @@ fn app_multiscale_mode_shows_the_run_coloured_by_change() {
     let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let shot = dir.path().join("multiscale.png");
-    let exe = bin().get_program().to_owned();
-    let out = Command::new("timeout")
-        .arg("900")
-        .arg("xvfb-run")
-        .args(["-a", "-s", "-screen 0 1600x900x24"])
-        .arg(&exe)
-        .args([
+    let out = run_app(
+        &[
             "--multiscale-on-start",
             "--screenshot",
             shot.to_str().unwrap(),
             "--frames",
             "30",
-        ])
-        .env("OSTEOLAB_CAPTURE_CHECKPOINTS", "4")
-        .output()
-        .expect("run the app under xvfb-run");
+        ],
+        &[("OSTEOLAB_CAPTURE_CHECKPOINTS", "4")],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -334,4 +336,82 @@ fn app_multiscale_mode_shows_the_run_coloured_by_change() {
     }
     eprintln!("timeline: {blue} reached-BV/TV pixels");
     assert!(blue > 60, "no reached-BV/TV line in the timeline ({blue})");
+}
+
+/// The vertebra view's fracture mode with `--fracture-on-start`, at the coarse step
+/// (`OSTEOLAB_FRACTURE_STEP=0.1`) and for the pre-flight state only (`OSTEOLAB_FRACTURE_STATES`;
+/// one curve keeps the test within a few minutes): the capture waits for the curve and the
+/// damage field at its peak. The screenshot must show the panel, the damage colours (yellow to
+/// red over ivory bone) on the vertebra's section, and the blue pre-flight curve in the plot
+/// at the bottom.
+#[test]
+fn app_fracture_mode_shows_the_curves_and_the_damage_field() {
+    assert_xvfb();
+    let _turn = WINDOW.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("fracture.png");
+    let out = run_app(
+        &[
+            "--fracture-on-start",
+            "--screenshot",
+            shot.to_str().unwrap(),
+            "--frames",
+            "30",
+        ],
+        &[
+            ("OSTEOLAB_FRACTURE_STEP", "0.1"),
+            ("OSTEOLAB_FRACTURE_STATES", "pre"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "app exited with {:?}: {stderr}",
+        out.status
+    );
+    assert!(
+        !stderr.contains("scene not ready"),
+        "the capture gave up waiting: {stderr}"
+    );
+    let img = open_shot(&shot);
+    let (w, h) = img.dimensions();
+    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
+    assert!(
+        panel_sd > 8.0 && panel_colours > 20,
+        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
+    );
+    // The 3-D area: right of the panel (at most 0.4 of the width), above the curves.
+    let (x0, y0, y1) = (w * 4 / 10, h / 10, h * 6 / 10);
+    let (view_sd, view_colours) = region_stats(&img, x0, w, y0, y1);
+    assert!(
+        view_sd > 8.0 && view_colours > 100,
+        "the 3-D view looks empty: sd {view_sd:.1}, {view_colours} colours"
+    );
+    let mut damaged = 0usize;
+    for y in y0..y1 {
+        for x in x0..w - 120 {
+            let p = img.get_pixel(x, y);
+            let (r, g, b) = (p[0] as i32, p[1] as i32, p[2] as i32);
+            // Yellow, orange or red: red high, blue well below it.
+            if r > 120 && r - b > 90 && r >= g {
+                damaged += 1;
+            }
+        }
+    }
+    eprintln!("3-D area: {damaged} damage-coloured pixels");
+    assert!(
+        damaged > 500,
+        "no damage field on the vertebra ({damaged} pixels)"
+    );
+    // The curve (bottom third, right of the panel): pre-flight blue.
+    let mut blue = 0usize;
+    for y in h * 2 / 3..h {
+        for x in x0..w {
+            let p = img.get_pixel(x, y);
+            let near = |c: [i32; 3]| (0..3).all(|k| (p[k] as i32 - c[k]).abs() <= 40);
+            blue += usize::from(near([110, 175, 255]));
+        }
+    }
+    eprintln!("curves: {blue} pre-flight pixels");
+    assert!(blue > 60, "no pre-flight curve ({blue} pixels)");
 }
