@@ -282,9 +282,9 @@ impl MicrostructureFactor {
     pub fn not_coupled() -> Self {
         Self {
             value: 1.0,
-            source: "not coupled: no multiscale run was given (fracture --run DIR), so the \
-                     density law at the macroscale BMD alone changes the trabecular bone between \
-                     states"
+            source: "not coupled: no multiscale run covers these states (`fracture --run DIR`, or \
+                     a finished multiscale run of this scenario in the app), so the density law at \
+                     the macroscale BMD alone changes the trabecular bone between states"
                 .into(),
         }
     }
