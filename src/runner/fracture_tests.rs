@@ -63,6 +63,31 @@ fn fracture_until(
     }
 }
 
+/// Starts `start`, waits for its end, checks that it finished, and returns its events and
+/// the job's description.
+fn run_to_the_end(
+    runner: &Runner,
+    start: StartFracture,
+) -> (Vec<FractureEvent>, Arc<super::fracture::FractureInfo>) {
+    let run = runner
+        .fracture(FractureCommand::Start(Box::new(start)))
+        .unwrap();
+    let events = fracture_until(runner, run, is_end);
+    assert!(
+        matches!(events.last(), Some(FractureEvent::Finished { .. })),
+        "{:?}",
+        events.last()
+    );
+    let info = events
+        .iter()
+        .find_map(|e| match e {
+            FractureEvent::Started(info) => Some(info.clone()),
+            _ => None,
+        })
+        .expect("a Started event");
+    (events, info)
+}
+
 fn done(events: &[FractureEvent]) -> Vec<(usize, SharedResult)> {
     events
         .iter()
@@ -86,22 +111,7 @@ fn fracture_job_streams_points_and_matches_a_direct_run_of_the_same_states() {
     let runner = spawn();
     let states = vec![FlightState::Pre, FlightState::Post];
     let start = small_start(states.clone(), COARSE_STEP_FRACTION);
-    let run = runner
-        .fracture(FractureCommand::Start(Box::new(start.clone())))
-        .unwrap();
-    let events = fracture_until(&runner, run, is_end);
-    assert!(
-        matches!(events.last(), Some(FractureEvent::Finished { .. })),
-        "{:?}",
-        events.last()
-    );
-    let info = events
-        .iter()
-        .find_map(|e| match e {
-            FractureEvent::Started(info) => Some(info.clone()),
-            _ => None,
-        })
-        .expect("a Started event");
+    let (events, info) = run_to_the_end(&runner, start.clone());
     let specimens: Vec<Specimen> = info.specimens.iter().map(|s| s.specimen).collect();
     assert_eq!(
         specimens,
@@ -271,22 +281,7 @@ fn trabecular_core_damage_is_drawn_per_surface_vertex() {
         },
         ..base
     };
-    let run = runner
-        .fracture(FractureCommand::Start(Box::new(start)))
-        .unwrap();
-    let events = fracture_until(&runner, run, is_end);
-    assert!(
-        matches!(events.last(), Some(FractureEvent::Finished { .. })),
-        "{:?}",
-        events.last()
-    );
-    let info = events
-        .iter()
-        .find_map(|e| match e {
-            FractureEvent::Started(info) => Some(info.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let (events, info) = run_to_the_end(&runner, start);
     let core = info.core.as_ref().expect("the core's view");
     let vertices = core.surface.positions.len();
     assert!(vertices > 0);

@@ -39,6 +39,28 @@ fn run_app(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run the app under xvfb-run")
 }
 
+/// Asserts the app exited 0; returns its standard error.
+fn assert_exited_ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "app exited with {:?}: {stderr}",
+        out.status
+    );
+    stderr
+}
+
+/// Asserts the side panel (the left quarter) holds text and widgets: a grey-level standard
+/// deviation above 8 and more than 20 colours.
+fn assert_panel_drawn(img: &image::RgbImage) {
+    let (w, h) = img.dimensions();
+    let (panel_sd, panel_colours) = region_stats(img, 0, w / 4, 0, h);
+    assert!(
+        panel_sd > 8.0 && panel_colours > 20,
+        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
+    );
+}
+
 fn luminance(p: &image::Rgb<u8>) -> f64 {
     0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64
 }
@@ -114,12 +136,7 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
         ],
         &[],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "app exited with {:?}: {stderr}",
-        out.status
-    );
+    let stderr = assert_exited_ok(&out);
     let img = open_shot(&shot);
     let (w, h) = img.dimensions();
     // The side panel sits on the left quarter, the 3-D view on the rest.
@@ -188,21 +205,12 @@ fn app_vertebra_view_streams_the_remodeling_run() {
         ],
         &[],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "app exited with {:?}: {stderr}",
-        out.status
-    );
+    let stderr = assert_exited_ok(&out);
     let img = open_shot(&shot);
     let (w, h) = img.dimensions();
 
     // The panel (left quarter) holds text and widgets.
-    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
-    assert!(
-        panel_sd > 8.0 && panel_colours > 20,
-        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
-    );
+    assert_panel_drawn(&img);
 
     // The 3-D area: right of the panel, above the timeline, left of the colour bar.
     let (x0, x1, y0, y1) = (w * 3 / 10, w * 85 / 100, h / 10, h * 2 / 3);
@@ -286,19 +294,10 @@ fn app_multiscale_mode_shows_the_run_coloured_by_change() {
         ],
         &[("OSTEOLAB_CAPTURE_CHECKPOINTS", "4")],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "app exited with {:?}: {stderr}",
-        out.status
-    );
+    assert_exited_ok(&out);
     let img = open_shot(&shot);
     let (w, h) = img.dimensions();
-    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
-    assert!(
-        panel_sd > 8.0 && panel_colours > 20,
-        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
-    );
+    assert_panel_drawn(&img);
     // The 3-D area: right of the panel (at most 0.4 of the width), above the timeline.
     let (x0, y0, y1) = (w * 4 / 10, h / 10, h * 7 / 10);
     let (view_sd, view_colours) = region_stats(&img, x0, w, y0, y1);
@@ -363,23 +362,14 @@ fn app_fracture_mode_shows_the_curves_and_the_damage_field() {
             ("OSTEOLAB_FRACTURE_STATES", "pre"),
         ],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "app exited with {:?}: {stderr}",
-        out.status
-    );
+    let stderr = assert_exited_ok(&out);
     assert!(
         !stderr.contains("scene not ready"),
         "the capture gave up waiting: {stderr}"
     );
     let img = open_shot(&shot);
     let (w, h) = img.dimensions();
-    let (panel_sd, panel_colours) = region_stats(&img, 0, w / 4, 0, h);
-    assert!(
-        panel_sd > 8.0 && panel_colours > 20,
-        "the panel looks empty: sd {panel_sd:.1}, {panel_colours} colours"
-    );
+    assert_panel_drawn(&img);
     // The 3-D area: right of the panel (at most 0.4 of the width), above the curves.
     let (x0, y0, y1) = (w * 4 / 10, h / 10, h * 6 / 10);
     let (view_sd, view_colours) = region_stats(&img, x0, w, y0, y1);
