@@ -325,9 +325,7 @@ fn small_vertebra_loses_strength_when_trabecular_bone_is_lost() {
     let v = Vertebra::builtin(&VertebraParams::small(), &d).unwrap();
     let p = VertebraFractureParams::default();
     let pre = vertebra_model(&v, &v.initial_volume_fraction, &d, &p, 1.0, "pre").unwrap();
-    let mut order: Vec<usize> = (0..v.element_count()).collect();
-    order.sort_by_key(|&e| v.voxel[e]);
-    for (k, &e) in order.iter().enumerate() {
+    for (k, &e) in v.elements_in_grid_order().iter().enumerate() {
         let expect = p.modulus_scale * v.element_modulus_mpa(e, v.initial_volume_fraction[e], &d);
         assert!((pre.materials[k].modulus_mpa() / expect - 1.0).abs() < 1e-12);
     }

@@ -324,8 +324,7 @@ pub fn vertebra_model(
         FractureError::InvalidParameter("vertebra grid and elements disagree".into())
     })?;
     // Elements in grid order, as the model numbers them.
-    let mut order: Vec<usize> = (0..vertebra.element_count()).collect();
-    order.sort_by_key(|&e| vertebra.voxel[e]);
+    let order = vertebra.elements_in_grid_order();
     let mut materials = Vec::with_capacity(order.len());
     for &e in &order {
         let s = vertebra.cortical_share[e];

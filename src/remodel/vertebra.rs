@@ -278,6 +278,14 @@ impl Vertebra {
         self.voxel.len()
     }
 
+    /// The elements in grid order (by voxel index, z slowest), the order in which a voxel FE
+    /// model of the vertebra's grid numbers them.
+    pub fn elements_in_grid_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.element_count()).collect();
+        order.sort_by_key(|&e| self.voxel[e]);
+        order
+    }
+
     /// Element BMD (mg/cm³) for compartment volume fractions `v`.
     pub fn element_bmd_mg_cm3(
         &self,

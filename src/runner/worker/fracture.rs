@@ -260,9 +260,7 @@ impl Worker {
                 }
             }
             // Model elements are in grid order; the vertebra numbers them its own way.
-            let mut order: Vec<usize> = (0..vertebra.element_count()).collect();
-            order.sort_by_key(|&e| vertebra.voxel[e]);
-            let to_vertebra = Arc::new(order);
+            let to_vertebra = Arc::new(vertebra.elements_in_grid_order());
             for st in &macro_states {
                 if cancelled() {
                     return Err(SetupEnd::Cancelled);
