@@ -16,8 +16,8 @@ use osteolab::fracture::calibration::{
 use osteolab::fracture::micro::{TissueParams, apparent_measures, micro_model};
 use osteolab::fracture::output::{write_curves_csv, write_curves_png, write_damage_vtk};
 use osteolab::fracture::vertebra::{
-    DUCTILITY, FlightState, MicrostructureFactor, VertebraFractureParams, macroscale_states,
-    vertebra_model,
+    DUCTILITY, FlightState, MicrostructureFactor, TrabecularStrengthBasis, VertebraFractureParams,
+    macroscale_states, vertebra_model,
 };
 use osteolab::fracture::{
     CurvePoint, FractureControl, FractureModel, FractureParams, FractureResult, run_to_failure,
@@ -83,6 +83,11 @@ pub struct FractureArgs {
     /// strains independent of density).
     #[arg(long, value_name = "B")]
     pub trabecular_strength_exponent: Option<f64>,
+    /// What the trabecular strength follows between states: `modulus` (σ ∝ E^(B/1.56) with E
+    /// including the microstructure factor of --run) or `density` (σ ∝ ρ^B at the BMD; the
+    /// microstructure factor changes the stiffness only).
+    #[arg(long, value_name = "BASIS", default_value = "modulus", value_parser = parse_strength_basis)]
+    pub trabecular_strength_basis: TrabecularStrengthBasis,
     /// Secant iteration converged when no damage changes by more than this.
     #[arg(long, default_value_t = FractureParams::default().damage_tolerance, value_name = "D")]
     pub damage_tolerance: f64,
@@ -137,8 +142,14 @@ fn vertebra_params(args: &FractureArgs) -> VertebraFractureParams {
         trabecular_strength_exponent: args
             .trabecular_strength_exponent
             .unwrap_or(defaults.trabecular_strength_exponent),
+        trabecular_strength_basis: args.trabecular_strength_basis,
         ..defaults
     }
+}
+
+fn parse_strength_basis(s: &str) -> Result<TrabecularStrengthBasis, String> {
+    TrabecularStrengthBasis::parse(s)
+        .ok_or_else(|| format!("expected modulus or density, got `{s}`"))
 }
 
 fn run_params(args: &FractureArgs) -> FractureParams {

@@ -4,7 +4,9 @@ use super::damage::{DamageParams, principal_extremes};
 use super::micro::{TissueParams, apparent_measures, micro_model};
 use super::model::{ElementMaterial, FractureModel};
 use super::solver::{EndPoint, FractureParams, LoadDirection, run_to_failure, work_to_mj};
-use super::vertebra::{MicrostructureFactor, VertebraFractureParams, vertebra_model};
+use super::vertebra::{
+    MicrostructureFactor, TrabecularStrengthBasis, VertebraFractureParams, vertebra_model,
+};
 use super::{FractureControl, FractureError};
 use crate::remodel::density::DensityRelations;
 use crate::remodel::vertebra::{Vertebra, VertebraParams};
@@ -355,14 +357,23 @@ fn small_vertebra_loses_strength_when_trabecular_bone_is_lost() {
 /// Source: Mosekilde, Mosekilde & Danielsen (1987, Bone 8:79), lumbar trabecular bone,
 /// σ_u ∝ ρ_app^1.80, with the Morgan et al. (2003) modulus E ∝ ρ_app^1.56. Goal: in the
 /// vertebra model the trabecular compartment's compressive and tensile strength, E ε_y, scales
-/// as ρ^1.80 with its density and as E^(1.80/1.56) with the microstructure factor, the cortical
-/// one as its modulus; the pre-flight state keeps the literature yield strains (times the
-/// fitted scale). Tolerance 1e-9 relative.
+/// as ρ^1.80 with its density; a microstructure factor f scales its modulus by f and its
+/// strength by f^(1.80/1.56) with the default `modulus` basis, and leaves the strength as it
+/// is with the `density` basis; the pre-flight state keeps the literature yield strains (times
+/// the fitted scale). Tolerance 1e-9 relative.
 #[test]
 fn trabecular_strength_follows_the_lumbar_strength_density_power_law() {
     let d = DensityRelations::default();
     let v = Vertebra::builtin(&VertebraParams::small(), &d).unwrap();
     let p = VertebraFractureParams::default();
+    assert_eq!(
+        p.trabecular_strength_basis,
+        TrabecularStrengthBasis::Modulus
+    );
+    let by_density = VertebraFractureParams {
+        trabecular_strength_basis: TrabecularStrengthBasis::Density,
+        ..p
+    };
     let (trab, _) = p.scaled().unwrap();
     // A purely trabecular element, as numbered by the model (grid order).
     let e = (0..v.element_count())
@@ -370,8 +381,8 @@ fn trabecular_strength_follows_the_lumbar_strength_density_power_law() {
         .expect("the vertebra has purely trabecular elements");
     let k = v.voxel.iter().filter(|&&x| x < v.voxel[e]).count();
     // Compressive and tensile strength E ε_y of that element's only compartment.
-    let strength = |vf: &[[f64; 2]], micro: f64| {
-        let m = vertebra_model(&v, vf, &d, &p, micro, "x").unwrap();
+    let strength_with = |p: &VertebraFractureParams, vf: &[[f64; 2]], micro: f64| {
+        let m = vertebra_model(&v, vf, &d, p, micro, "x").unwrap();
         assert_eq!(m.element_voxel[k], v.voxel[e]);
         let law = m.materials[k].parts[0].unwrap().law;
         assert!(m.materials[k].parts[1].is_none());
@@ -381,6 +392,7 @@ fn trabecular_strength_follows_the_lumbar_strength_density_power_law() {
             law.young_modulus_mpa * law.yield_strain_tension,
         )
     };
+    let strength = |vf: &[[f64; 2]], micro: f64| strength_with(&p, vf, micro);
     let (pre_law, c0, t0) = strength(&v.initial_volume_fraction, 1.0);
     assert!((pre_law.yield_strain_compression / trab.yield_strain_compression - 1.0).abs() < 1e-9);
     assert!((pre_law.yield_strain_tension / trab.yield_strain_tension - 1.0).abs() < 1e-9);
@@ -390,12 +402,23 @@ fn trabecular_strength_follows_the_lumbar_strength_density_power_law() {
         .map(|f| [f[0], 0.5 * f[1]])
         .collect();
     let (_, c_half, t_half) = strength(&half, 1.0);
-    let (_, c_micro, t_micro) = strength(&v.initial_volume_fraction, 0.8);
+    let (micro_law, c_micro, t_micro) = strength(&v.initial_volume_fraction, 0.8);
+    let (density_law, c_dens, t_dens) = strength_with(&by_density, &v.initial_volume_fraction, 0.8);
+    let (_, c_half_dens, t_half_dens) = strength_with(&by_density, &half, 0.8);
     for (got, want) in [
         (c_half / c0, 0.5f64.powf(1.80)),
         (t_half / t0, 0.5f64.powf(1.80)),
+        (micro_law.young_modulus_mpa / pre_law.young_modulus_mpa, 0.8),
         (c_micro / c0, 0.8f64.powf(1.80 / 1.56)),
         (t_micro / t0, 0.8f64.powf(1.80 / 1.56)),
+        (
+            density_law.young_modulus_mpa / pre_law.young_modulus_mpa,
+            0.8,
+        ),
+        (c_dens / c0, 1.0),
+        (t_dens / t0, 1.0),
+        (c_half_dens / c0, 0.5f64.powf(1.80)),
+        (t_half_dens / t0, 0.5f64.powf(1.80)),
     ] {
         assert!((got / want - 1.0).abs() < 1e-9, "{got} vs {want}");
     }

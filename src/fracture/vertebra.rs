@@ -27,8 +27,12 @@
 //! exponent of [`DensityRelations`] (1.56): (E/E₀)^0.154, the weak dependence on density of
 //! the handbook, and σ_y = E ε_y ∝ ρ^1.80. E here is the compartment's modulus from its
 //! density times the microstructure factor (below), so strength follows the adapted
-//! microstructure through its stiffness by the same relation. The fracture energy follows
-//! E ε_y², which keeps every element's softening ductility κ_f independent of density.
+//! microstructure through its stiffness by the same relation
+//! ([`TrabecularStrengthBasis::Modulus`], the default). The alternative
+//! [`TrabecularStrengthBasis::Density`] keeps σ_y ∝ ρ^1.80 at the element's BMD whatever the
+//! factor, for the view that a linear micro-FE modulus says nothing of the buckling and
+//! bending of a structure that has lost its cross-bracing trabeculae. The fracture energy
+//! follows E ε_y², which keeps every element's softening ductility κ_f independent of density.
 //!
 //! **Fitted.** Two factors, fitted to the published pre-flight result (peak 3.532 kN, energy
 //! to the peak 0.243 J; see [`super::calibration`] for the fit, the energy definition and the
@@ -59,7 +63,8 @@
 //! micro-FE modulus ratio of the adapted cube divided by the density law's ratio for the
 //! cube's own BV/TV change. So the mean trabecular modulus changes as the micro-FE modulus
 //! does (the bone loss is counted once), and its distribution over the vertebra follows the
-//! BMD field. The strength follows as f^(b_σ/b_E) by the strength law above. The factors come
+//! BMD field. The strength follows as f^(b_σ/b_E) by the strength law above (or not at all,
+//! with the `density` basis). The factors come
 //! from a multiscale run (`osteolab fracture --run DIR`); without one f = 1.0 and the report
 //! says so: the density law alone then carries the change between states.
 
@@ -112,6 +117,40 @@ pub struct VertebraFractureParams {
     /// strains do not depend on density.
     #[serde(default = "default_trabecular_strength_exponent")]
     pub trabecular_strength_exponent: f64,
+    /// What the trabecular strength follows between states (default: the modulus, micro-FE
+    /// factor included).
+    #[serde(default)]
+    pub trabecular_strength_basis: TrabecularStrengthBasis,
+}
+
+/// What the trabecular strength follows when the microstructure factor is not 1 (see the
+/// module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrabecularStrengthBasis {
+    /// σ_y ∝ (f E(ρ_app))^(b_σ/b_E): the strength follows the adapted structure's micro-FE
+    /// stiffness as well as the BMD, with the yield strains' weak dependence on the modulus
+    /// (issue 6 §2; the default).
+    #[default]
+    Modulus,
+    /// σ_y ∝ ρ_app^b_σ at the element's BMD alone: the microstructure factor changes the
+    /// trabecular stiffness only, and the yield strains σ_y / E take the rest.
+    Density,
+}
+
+impl TrabecularStrengthBasis {
+    pub const ALL: [TrabecularStrengthBasis; 2] = [Self::Modulus, Self::Density];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Density => "density",
+            Self::Modulus => "modulus",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == s)
+    }
 }
 
 /// Exponent of the lumbar trabecular strength–density relation of Mosekilde, Mosekilde &
@@ -148,6 +187,7 @@ impl Default for VertebraFractureParams {
             yield_strain_scale: FITTED_YIELD_STRAIN_SCALE,
             fracture_energy_scale: FITTED_FRACTURE_ENERGY_SCALE,
             trabecular_strength_exponent: LUMBAR_TRABECULAR_STRENGTH_EXPONENT,
+            trabecular_strength_basis: TrabecularStrengthBasis::Modulus,
         }
     }
 }
@@ -198,11 +238,9 @@ impl VertebraFractureParams {
     }
 }
 
-/// The trabecular law `base` at a modulus `modulus_ratio` times the pre-flight one: yield
-/// strains times `modulus_ratio^exponent`, fracture energy times its square (see the module
-/// documentation).
-fn trabecular_at(base: &DamageParams, modulus_ratio: f64, exponent: f64) -> DamageParams {
-    let f = modulus_ratio.powf(exponent);
+/// The trabecular law `base` with its yield strains times `f` and its fracture energy times
+/// f² (see the module documentation).
+fn trabecular_at(base: &DamageParams, f: f64) -> DamageParams {
     DamageParams {
         yield_strain_compression: base.yield_strain_compression * f,
         yield_strain_tension: base.yield_strain_tension * f,
@@ -337,14 +375,18 @@ pub fn vertebra_model(
                 law: cort.element_law(e_cort, h)?,
             });
         }
-        let e_trab_unscaled = microstructure * density.modulus_mpa(v[1]);
-        let e_trab = params.modulus_scale * e_trab_unscaled;
+        let e_density = density.modulus_mpa(v[1]);
+        let e_trab = params.modulus_scale * microstructure * e_density;
         if s < 1.0 && e_trab > 0.0 {
-            let law = trabecular_at(
-                &trab,
-                e_trab_unscaled / trab.reference_modulus_mpa,
-                trab_exponent,
-            );
+            let yield_strain_factor = match params.trabecular_strength_basis {
+                TrabecularStrengthBasis::Density => {
+                    (e_density / trab.reference_modulus_mpa).powf(trab_exponent) / microstructure
+                }
+                TrabecularStrengthBasis::Modulus => {
+                    (microstructure * e_density / trab.reference_modulus_mpa).powf(trab_exponent)
+                }
+            };
+            let law = trabecular_at(&trab, yield_strain_factor);
             parts.push(Compartment {
                 share: 1.0 - s,
                 law: law.element_law(e_trab, h)?,

@@ -71,6 +71,19 @@ fn fracture_rejects_an_unknown_state_and_a_missing_volume() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/cube.json"), "{err}");
+    let out = run(&[
+        "fracture",
+        "--state",
+        "pre",
+        "--trabecular-strength-basis",
+        "architecture",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("architecture") && err.contains("expected modulus or density"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -160,6 +173,7 @@ fn fracture_of_a_multiscale_run_state_uses_its_microstructure_modulus() {
         "{factor}"
     );
     assert!(factor["source"].as_str().unwrap().contains("day 33"));
+    assert_eq!(v["parameters"]["trabecular_strength_basis"], "modulus");
 
     let o = run(&["fracture", "--state", "post", "--run", "/nonexistent/run"]);
     assert!(!o.status.success());
