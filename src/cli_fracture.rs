@@ -20,7 +20,8 @@ use osteolab::fracture::vertebra::{
     macroscale_states, vertebra_model,
 };
 use osteolab::fracture::{
-    CurvePoint, FractureControl, FractureModel, FractureParams, FractureResult, run_to_failure,
+    CurvePoint, DamageParams, FractureControl, FractureModel, FractureParams, FractureResult,
+    run_to_failure,
 };
 use osteolab::multiscale::store::RunFolder;
 use osteolab::remodel::scenario::Scenario;
@@ -83,6 +84,11 @@ pub struct FractureArgs {
     /// strains independent of density).
     #[arg(long, value_name = "B")]
     pub trabecular_strength_exponent: Option<f64>,
+    /// Multiply the cortical yield strains (1.0 % compression, 0.8 % tension, before the
+    /// fitted scale) by R, and the cortical fracture energy by R², which keeps the shell's
+    /// softening ductility (vertebra only).
+    #[arg(long, value_name = "R")]
+    pub cortical_yield_strain_scale: Option<f64>,
     /// What the trabecular strength follows between states: `modulus` (σ ∝ E^(B/1.56) with E
     /// including the microstructure factor of --run) or `density` (σ ∝ ρ^B at the BMD; the
     /// microstructure factor changes the stiffness only).
@@ -143,6 +149,15 @@ fn vertebra_params(args: &FractureArgs) -> VertebraFractureParams {
             .trabecular_strength_exponent
             .unwrap_or(defaults.trabecular_strength_exponent),
         trabecular_strength_basis: args.trabecular_strength_basis,
+        cortical: match args.cortical_yield_strain_scale {
+            Some(r) => DamageParams {
+                yield_strain_compression: r * defaults.cortical.yield_strain_compression,
+                yield_strain_tension: r * defaults.cortical.yield_strain_tension,
+                fracture_energy_n_per_mm: r * r * defaults.cortical.fracture_energy_n_per_mm,
+                ..defaults.cortical
+            },
+            None => defaults.cortical,
+        },
         ..defaults
     }
 }

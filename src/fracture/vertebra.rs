@@ -217,8 +217,14 @@ impl VertebraFractureParams {
             ..p
         };
         let (t, c) = (scale(self.trabecular), scale(self.cortical));
-        t.validate()?;
-        c.validate()?;
+        for (name, law) in [("trabecular", &t), ("cortical", &c)] {
+            law.validate().map_err(|e| match e {
+                FractureError::InvalidParameter(m) => {
+                    FractureError::InvalidParameter(format!("{name} {m}"))
+                }
+                other => other,
+            })?;
+        }
         Ok((t, c))
     }
 

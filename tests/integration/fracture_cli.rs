@@ -179,3 +179,50 @@ fn fracture_of_a_multiscale_run_state_uses_its_microstructure_modulus() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/run"));
 }
+
+/// The vertebral overrides reach the model: `--cortical-yield-strain-scale R` multiplies both
+/// cortical yield strains by R and the cortical fracture energy by R² (so the shell keeps its
+/// ductility), `--trabecular-strength-basis density` is reported, and a scale that makes the
+/// yield strains non-positive is refused by name. One increment of the pre-flight curve.
+#[test]
+fn fracture_of_the_vertebra_takes_the_cortical_and_strength_overrides() {
+    let v = run_json(&[
+        "fracture",
+        "--state",
+        "pre",
+        "--max-increments",
+        "1",
+        "--cortical-yield-strain-scale",
+        "1.3",
+        "--trabecular-strength-basis",
+        "density",
+        "--json",
+    ]);
+    let p = &v["parameters"];
+    let cortical = &p["cortical"];
+    let close = |got: &Value, want: f64| (got.as_f64().unwrap() / want - 1.0).abs() < 1e-12;
+    assert!(
+        close(&cortical["yield_strain_compression"], 0.013),
+        "{cortical}"
+    );
+    assert!(
+        close(&cortical["yield_strain_tension"], 0.0104),
+        "{cortical}"
+    );
+    assert!(
+        close(&cortical["fracture_energy_n_per_mm"], 4.7 * 1.69),
+        "{cortical}"
+    );
+    assert!(close(&p["trabecular"]["yield_strain_compression"], 0.0084));
+    assert_eq!(p["trabecular_strength_basis"], "density");
+
+    for bad in [
+        "--cortical-yield-strain-scale=-1",
+        "--cortical-yield-strain-scale=NaN",
+    ] {
+        let out = run(&["fracture", "--state", "pre", bad]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cortical compressive yield strain"), "{err}");
+    }
+}
