@@ -324,73 +324,92 @@ impl Problem {
         params: &SolverParams,
         control: &SolveControl,
     ) -> Result<(Vec<f64>, usize, f64), FeError> {
-        let n = self.op().dof_count();
-        let fixed = self.fixed().to_vec();
-        // b = −K u_c on the free DOFs.
-        let mut b = vec![0.0f64; n];
-        self.op().apply(prescribed, &mut b);
-        b.par_iter_mut().for_each(|v| *v = -*v);
-        mask(&mut b, &fixed);
-        let mut x = vec![0.0; n];
-        if let Some(w) = control.warm_start.filter(|w| w.len() == n) {
-            x.copy_from_slice(w);
-            mask(&mut x, &fixed);
-        }
-        let mut report = |p: SolverProgress| {
-            if let Some(f) = control.progress {
-                f(&p)
-            }
-        };
-        let outcome = match (&mut self.mg, &self.op_jacobi) {
+        match (&mut self.mg, &self.op_jacobi) {
             (Some(mg), _) => {
+                let fixed = mg.fine_fixed().to_vec();
                 let mg_cell = std::cell::RefCell::new(mg);
-                let apply = |v: &[f64], y: &mut [f64]| mg_cell.borrow().apply_fine(v, y);
-                let mut pre = |r: &[f64], z: &mut [f64]| mg_cell.borrow_mut().precondition(r, z);
-                pcg(
-                    &apply,
-                    &mut pre,
-                    &b,
-                    &mut x,
-                    params.tolerance,
-                    params.max_iterations,
-                    control.cancel,
-                    &mut report,
+                solve_with_prescribed(
+                    &|v, y| mg_cell.borrow().apply_fine(v, y),
+                    &mut |r, z| mg_cell.borrow_mut().precondition(r, z),
+                    prescribed,
+                    &fixed,
+                    params,
+                    control,
                 )
             }
-            (None, Some((op, fixed, inv))) => {
-                let apply = |v: &[f64], y: &mut [f64]| {
+            (None, Some((op, fixed, inv))) => solve_with_prescribed(
+                &|v, y| {
                     op.apply(v, y);
                     mask(y, fixed);
-                };
-                let mut pre = |r: &[f64], z: &mut [f64]| {
-                    z.par_iter_mut()
-                        .zip(r)
-                        .zip(inv)
-                        .for_each(|((z, &r), &d)| *z = d * r)
-                };
-                pcg(
-                    &apply,
-                    &mut pre,
-                    &b,
-                    &mut x,
-                    params.tolerance,
-                    params.max_iterations,
-                    control.cancel,
-                    &mut report,
-                )
-            }
+                },
+                &mut jacobi(inv),
+                prescribed,
+                fixed,
+                params,
+                control,
+            ),
             _ => unreachable!("a problem has one preconditioner"),
-        };
-        let (iterations, rel) = outcome.into_result()?;
-        x.par_iter_mut()
-            .zip(prescribed)
-            .zip(&fixed)
-            .for_each(|((x, &p), &f)| {
-                if f {
-                    *x = p
-                }
-            });
-        Ok((x, iterations, rel))
+        }
+    }
+}
+
+/// Solves K u = 0 on the free DOFs (`fixed` false) with `prescribed` values on the constrained
+/// ones, by preconditioned CG from `control`'s warm start: `apply` is K with the constrained
+/// rows zeroed, `precondition` any symmetric positive definite M⁻¹ that keeps them zero.
+/// Returns (u, iterations, relative residual).
+fn solve_with_prescribed(
+    apply: &dyn Fn(&[f64], &mut [f64]),
+    precondition: &mut dyn FnMut(&[f64], &mut [f64]),
+    prescribed: &[f64],
+    fixed: &[bool],
+    params: &SolverParams,
+    control: &SolveControl,
+) -> Result<(Vec<f64>, usize, f64), FeError> {
+    let n = prescribed.len();
+    // b = −K u_c on the free DOFs.
+    let mut b = vec![0.0f64; n];
+    apply(prescribed, &mut b);
+    b.par_iter_mut().for_each(|v| *v = -*v);
+    let mut x = vec![0.0; n];
+    if let Some(w) = control.warm_start.filter(|w| w.len() == n) {
+        x.copy_from_slice(w);
+        mask(&mut x, fixed);
+    }
+    let mut report = |p: SolverProgress| {
+        if let Some(f) = control.progress {
+            f(&p)
+        }
+    };
+    let (iterations, rel) = pcg(
+        apply,
+        precondition,
+        &b,
+        &mut x,
+        params.tolerance,
+        params.max_iterations,
+        control.cancel,
+        &mut report,
+    )
+    .into_result()?;
+    x.par_iter_mut()
+        .zip(prescribed)
+        .zip(fixed)
+        .for_each(|((x, &p), &f)| {
+            if f {
+                *x = p
+            }
+        });
+    Ok((x, iterations, rel))
+}
+
+/// The Jacobi preconditioner z = D⁻¹ r with the inverse diagonal `inv` (0 on constrained
+/// DOFs).
+fn jacobi(inv: &[f64]) -> impl FnMut(&[f64], &mut [f64]) + '_ {
+    move |r, z| {
+        z.par_iter_mut()
+            .zip(r)
+            .zip(inv)
+            .for_each(|((z, &r), &d)| *z = d * r)
     }
 }
 

@@ -19,10 +19,9 @@ use rayon::prelude::*;
 use super::bc::ConstraintSpec;
 use super::multigrid::{Multigrid, dot, mask};
 use super::operator::StiffnessOperator;
-use super::pcg::pcg;
 use super::{
     AxialLoad, AxialSolution, BoundaryCondition, FeError, Material, Preconditioner, SolveControl,
-    SolverParams, SolverProgress, element_fields,
+    SolverParams, element_fields, jacobi, solve_with_prescribed,
 };
 use crate::volume::BoneMask;
 
@@ -211,67 +210,28 @@ impl ReusableAxialProblem {
             prescribed[3 * node + 2] = top_uz;
         }
         let (op, fixed) = (&self.op, &self.fixed);
-        // b = −K u_c on the free DOFs.
-        let mut b = vec![0.0f64; n];
-        op.apply(&prescribed, &mut b);
-        b.par_iter_mut().for_each(|v| *v = -*v);
-        mask(&mut b, fixed);
-        let mut x = vec![0.0; n];
-        if let Some(w) = control.warm_start.filter(|w| w.len() == n) {
-            x.copy_from_slice(w);
-            mask(&mut x, fixed);
-        }
-        let mut report = |p: SolverProgress| {
-            if let Some(f) = control.progress {
-                f(&p)
-            }
-        };
         let apply = |v: &[f64], y: &mut [f64]| {
             op.apply(v, y);
             mask(y, fixed);
         };
-        let outcome = match &mut self.preconditioner {
-            Kept::Multigrid(mg) => {
-                let mut pre = |r: &[f64], z: &mut [f64]| mg.precondition(r, z);
-                pcg(
-                    &apply,
-                    &mut pre,
-                    &b,
-                    &mut x,
-                    params.tolerance,
-                    params.max_iterations,
-                    control.cancel,
-                    &mut report,
-                )
-            }
-            Kept::Jacobi(inv) => {
-                let mut pre = |r: &[f64], z: &mut [f64]| {
-                    z.par_iter_mut()
-                        .zip(r)
-                        .zip(inv.par_iter())
-                        .for_each(|((z, &r), &d)| *z = d * r)
-                };
-                pcg(
-                    &apply,
-                    &mut pre,
-                    &b,
-                    &mut x,
-                    params.tolerance,
-                    params.max_iterations,
-                    control.cancel,
-                    &mut report,
-                )
-            }
+        let (x, iterations, relative_residual) = match &mut self.preconditioner {
+            Kept::Multigrid(mg) => solve_with_prescribed(
+                &apply,
+                &mut |r, z| mg.precondition(r, z),
+                &prescribed,
+                fixed,
+                params,
+                control,
+            )?,
+            Kept::Jacobi(inv) => solve_with_prescribed(
+                &apply,
+                &mut jacobi(inv),
+                &prescribed,
+                fixed,
+                params,
+                control,
+            )?,
         };
-        let (iterations, relative_residual) = outcome.into_result()?;
-        x.par_iter_mut()
-            .zip(&prescribed)
-            .zip(fixed)
-            .for_each(|((x, &p), &f)| {
-                if f {
-                    *x = p
-                }
-            });
         let solve_seconds = t0.elapsed().as_secs_f64();
         let mut f = vec![0.0f64; n];
         op.apply(&x, &mut f);
