@@ -64,9 +64,9 @@
 //! cube's own BV/TV change. So the mean trabecular modulus changes as the micro-FE modulus
 //! does (the bone loss is counted once), and its distribution over the vertebra follows the
 //! BMD field. The strength follows as f^(b_σ/b_E) by the strength law above (or not at all,
-//! with the `density` basis). The factors come
-//! from a multiscale run (`osteolab fracture --run DIR`); without one f = 1.0 and the report
-//! says so: the density law alone then carries the change between states.
+//! with the `density` basis). The factors come from a multiscale run (`osteolab fracture
+//! --run DIR`); without one f = 1.0 and the report says so: the density law alone then
+//! carries the change between states.
 
 use std::sync::atomic::AtomicBool;
 
