@@ -20,8 +20,7 @@ use osteolab::fracture::vertebra::{
     macroscale_states, vertebra_model,
 };
 use osteolab::fracture::{
-    CurvePoint, DamageParams, FractureControl, FractureModel, FractureParams, FractureResult,
-    run_to_failure,
+    CurvePoint, FractureControl, FractureModel, FractureParams, FractureResult, run_to_failure,
 };
 use osteolab::multiscale::store::RunFolder;
 use osteolab::remodel::scenario::Scenario;
@@ -149,15 +148,11 @@ fn vertebra_params(args: &FractureArgs) -> VertebraFractureParams {
             .trabecular_strength_exponent
             .unwrap_or(defaults.trabecular_strength_exponent),
         trabecular_strength_basis: args.trabecular_strength_basis,
-        cortical: match args.cortical_yield_strain_scale {
-            Some(r) => DamageParams {
-                yield_strain_compression: r * defaults.cortical.yield_strain_compression,
-                yield_strain_tension: r * defaults.cortical.yield_strain_tension,
-                fracture_energy_n_per_mm: r * r * defaults.cortical.fracture_energy_n_per_mm,
-                ..defaults.cortical
-            },
-            None => defaults.cortical,
-        },
+        cortical: args
+            .cortical_yield_strain_scale
+            .map_or(defaults.cortical, |r| {
+                defaults.cortical.with_yield_strains_scaled(r)
+            }),
         ..defaults
     }
 }

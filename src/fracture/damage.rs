@@ -46,6 +46,17 @@ pub struct DamageParams {
 }
 
 impl DamageParams {
+    /// The law with both yield strains times `f` and the fracture energy times f², which
+    /// keeps the softening ductility κ_f of every element (κ_f − ½ ∝ G_f / ε_y,c²).
+    pub fn with_yield_strains_scaled(&self, f: f64) -> Self {
+        Self {
+            yield_strain_compression: self.yield_strain_compression * f,
+            yield_strain_tension: self.yield_strain_tension * f,
+            fracture_energy_n_per_mm: self.fracture_energy_n_per_mm * f * f,
+            ..*self
+        }
+    }
+
     /// Checks every parameter; names the first bad one.
     pub fn validate(&self) -> Result<(), FractureError> {
         let bad = |name: &str, value: f64, rule: &str| {

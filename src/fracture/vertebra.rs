@@ -244,17 +244,6 @@ impl VertebraFractureParams {
     }
 }
 
-/// The trabecular law `base` with its yield strains times `f` and its fracture energy times
-/// f² (see the module documentation).
-fn trabecular_at(base: &DamageParams, f: f64) -> DamageParams {
-    DamageParams {
-        yield_strain_compression: base.yield_strain_compression * f,
-        yield_strain_tension: base.yield_strain_tension * f,
-        fracture_energy_n_per_mm: base.fracture_energy_n_per_mm * f * f,
-        ..*base
-    }
-}
-
 /// The trabecular stiffness of a state relative to pre-flight, and where it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MicrostructureFactor {
@@ -392,7 +381,7 @@ pub fn vertebra_model(
                     (microstructure * e_density / trab.reference_modulus_mpa).powf(trab_exponent)
                 }
             };
-            let law = trabecular_at(&trab, yield_strain_factor);
+            let law = trab.with_yield_strains_scaled(yield_strain_factor);
             parts.push(Compartment {
                 share: 1.0 - s,
                 law: law.element_law(e_trab, h)?,
