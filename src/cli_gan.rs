@@ -19,6 +19,50 @@ pub enum GanCommand {
     /// Validate generated cubes against real sub-volumes: morphometry, S2(r), L(r), micro-FE
     /// modulus and a copy search; prints a JSON report and writes figures.
     Validate(ValidateArgs),
+    /// Choose how generated fields become masks (smoothing σ, cavity fill) by morphometry
+    /// against the training data; prints a JSON report, `--write` stores it in the card.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Generator weights (NAME.safetensors with its card NAME.json beside it).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Training volumes (grey micro-CT or segmented), segmented as by `gan train`.
+    #[arg(long = "data", value_name = "VOLUME", required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Downsample the grey values by this integer factor first (block mean).
+    #[arg(long, default_value_t = 1)]
+    pub downsample: usize,
+    /// Segmentation: global threshold (default Otsu on the smoothed volume).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Gaussian smoothing of the training data before thresholding, sigma in voxels.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f64,
+    /// Candidate smoothing σ of the generated fields, voxels, comma-separated (default
+    /// 0.3, 0.35, …, 0.6, 0.7, 0.8, 1.0, 1.5).
+    #[arg(long, value_delimiter = ',', value_name = "SIGMAS")]
+    pub mask_sigmas: Vec<f64>,
+    /// Only try masks without the cavity fill.
+    #[arg(long)]
+    pub no_fill: bool,
+    /// Generated cubes per candidate.
+    #[arg(long, default_value_t = 16)]
+    pub count: usize,
+    /// Real training sub-cubes.
+    #[arg(long, default_value_t = 16)]
+    pub real_count: usize,
+    /// Seed of the latents and of the real sub-cubes; keep it apart from `gan validate`'s.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// BV/TV of the thresholded cubes (default: the training data's mean).
+    #[arg(long, value_name = "X")]
+    pub bv_tv: Option<f64>,
+    /// Store the best settings and the report's summary in the weights' card.
+    #[arg(long)]
+    pub write: bool,
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +170,7 @@ pub fn gan(command: &GanCommand) -> Result<()> {
         GanCommand::Generate(a) => generate(a),
         GanCommand::Train(a) => train(a),
         GanCommand::Validate(a) => validate(a),
+        GanCommand::Calibrate(a) => calibrate(a),
     }
 }
 
@@ -295,6 +340,105 @@ fn validate(args: &ValidateArgs) -> Result<()> {
         for f in &report.not_evaluated {
             eprintln!("  not evaluated: {f}");
         }
+    }
+    Ok(())
+}
+
+fn calibrate(args: &CalibrateArgs) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use osteolab::gan::arch::card_path_for;
+    use osteolab::gan::calibrate::{CalibrationParams, calibrate_mask};
+    use osteolab::gan::validate::{ValidationControl, ValidationProgress};
+
+    let generator = Generator::load(&args.weights)?;
+    let masks = load_training_masks(&args.data, args.threshold, args.sigma, args.downsample)?;
+    let defaults = CalibrationParams::default();
+    let params = CalibrationParams {
+        generated_count: args.count,
+        real_count: args.real_count,
+        seed: args.seed,
+        bv_tv: args.bv_tv,
+        sigmas_voxels: if args.mask_sigmas.is_empty() {
+            defaults.sigmas_voxels
+        } else {
+            args.mask_sigmas.clone()
+        },
+        fill_enclosed_marrow: if args.no_fill {
+            vec![false]
+        } else {
+            vec![false, true]
+        },
+    };
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} cubes measured [{elapsed_precise}]")
+            .expect("valid template"),
+    );
+    let progress = |p: &ValidationProgress| {
+        pb.set_length(p.total as u64);
+        pb.set_position(p.done as u64);
+    };
+    let control = ValidationControl {
+        cancel: None,
+        progress: Some(&progress),
+    };
+    let report = calibrate_mask(&generator, &masks, &params, &control);
+    pb.finish_and_clear();
+    let report = report.with_context(|| format!("calibrating {}", args.weights.display()))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!("σ (voxels)  fill  RMS rel. diff  Tb.Th   Tb.Sp   Tb.N    Conn.D  DA      SMI");
+    for c in &report.candidates {
+        let m = &c.morphometry;
+        eprintln!(
+            "{:>10}  {:>4}  {:>13.4}  {:+.3}  {:+.3}  {:+.3}  {:+.3}  {:+.3}  {:+.3}",
+            c.options.sigma_voxels,
+            if c.options.fill_enclosed_marrow {
+                "yes"
+            } else {
+                "no"
+            },
+            c.score,
+            m.tb_th_mm.relative_difference,
+            m.tb_sp_mm.relative_difference,
+            m.tb_n_per_mm.relative_difference,
+            m.conn_d_per_mm3.relative_difference,
+            m.da.relative_difference,
+            m.smi.relative_difference,
+        );
+    }
+    eprintln!(
+        "best: σ = {} voxels, cavity fill {} (RMS relative difference {:.4})",
+        report.best.sigma_voxels,
+        if report.best.fill_enclosed_marrow {
+            "on"
+        } else {
+            "off"
+        },
+        report.best_score
+    );
+    if args.write {
+        let path = card_path_for(&args.weights);
+        let mut card = generator.card().clone();
+        card.set_mask_options(report.best);
+        let best = report
+            .candidates
+            .iter()
+            .find(|c| c.options == report.best)
+            .expect("the best is a candidate");
+        card.mask_calibration = Some(json!({
+            "command": "osteolab gan calibrate",
+            "params": report.params,
+            "data": args.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "downsample": args.downsample,
+            "bv_tv_target": report.bv_tv_target,
+            "best": report.best,
+            "rms_relative_difference": report.best_score,
+            "relative_differences": best.morphometry.entries().iter()
+                .map(|(n, c)| ((*n).to_string(), json!(c.relative_difference)))
+                .collect::<serde_json::Map<_, _>>(),
+        }));
+        card.save(&path)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

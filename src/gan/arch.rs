@@ -229,6 +229,15 @@ pub struct GeneratorCard {
     /// [`DEFAULT_MASK_SIGMA_VOXELS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_sigma_voxels: Option<f64>,
+    /// Fill enclosed marrow cavities after thresholding
+    /// ([`fill_enclosed_marrow`](crate::volume::segment::fill_enclosed_marrow)); absent =
+    /// no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_fill_enclosed_marrow: Option<bool>,
+    /// Free-form record of how the mask settings were chosen (`osteolab gan calibrate`), not
+    /// interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_calibration: Option<serde_json::Value>,
     /// Free-form training record (settings, losses), not interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
@@ -254,6 +263,8 @@ impl GeneratorCard {
             voxel_size_mm: f64::NAN,
             bv_tv_mean: f64::NAN,
             mask_sigma_voxels: None,
+            mask_fill_enclosed_marrow: None,
+            mask_calibration: None,
             training: None,
             validation: None,
             extra: serde_json::Map::new(),
@@ -327,6 +338,45 @@ impl GeneratorCard {
     /// The smoothing σ (voxels) applied before thresholding a generated field.
     pub fn mask_sigma(&self) -> f64 {
         self.mask_sigma_voxels.unwrap_or(DEFAULT_MASK_SIGMA_VOXELS)
+    }
+
+    /// How a generated field becomes a bone mask with these weights.
+    pub fn mask_options(&self) -> MaskOptions {
+        MaskOptions {
+            sigma_voxels: self.mask_sigma(),
+            fill_enclosed_marrow: self.mask_fill_enclosed_marrow.unwrap_or(false),
+        }
+    }
+
+    /// Records `options` as the card's mask settings.
+    pub fn set_mask_options(&mut self, options: MaskOptions) {
+        self.mask_sigma_voxels = Some(options.sigma_voxels);
+        self.mask_fill_enclosed_marrow = Some(options.fill_enclosed_marrow);
+    }
+}
+
+/// The post-processing that turns a generated field into a bone mask
+/// ([`Generator::field_to_mask_with`](super::Generator::field_to_mask_with)): Gaussian
+/// smoothing, the BV/TV threshold with islands removed, and optionally the cavity fill.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaskOptions {
+    /// Gaussian σ in voxels (0 = none).
+    pub sigma_voxels: f64,
+    /// Fill marrow cavities that touch no face of the cube.
+    pub fill_enclosed_marrow: bool,
+}
+
+impl MaskOptions {
+    /// σ finite and in [0, 8] voxels.
+    pub fn validate(&self) -> Result<(), GanError> {
+        if self.sigma_voxels.is_finite() && (0.0..=8.0).contains(&self.sigma_voxels) {
+            Ok(())
+        } else {
+            Err(GanError::InvalidArgument(format!(
+                "mask smoothing σ must be finite and in [0, 8] voxels, got {}",
+                self.sigma_voxels
+            )))
+        }
     }
 }
 

@@ -13,6 +13,8 @@
 //!   generated field into a [`BoneMask`](crate::volume::BoneMask).
 //! - [`latent`]: the documented, reproducible latent vectors ([`standard_normal`],
 //!   [`latent_for`]).
+//! - [`calibrate`]: chooses the mask post-processing (smoothing σ, cavity fill) on the
+//!   training data, the library side of `osteolab gan calibrate`.
 //! - [`validate`]: generated cubes against real sub-volumes (morphometry, S2, L, micro-FE,
 //!   copy search), the library side of `osteolab gan validate`.
 //!
@@ -21,6 +23,7 @@
 
 pub mod arch;
 pub mod builtin;
+pub mod calibrate;
 pub mod generator;
 pub mod latent;
 #[cfg(feature = "torch")]
@@ -30,7 +33,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-pub use arch::{DEFAULT_MASK_SIGMA_VOXELS, GeneratorArch, GeneratorCard, LayerSpec};
+pub use arch::{DEFAULT_MASK_SIGMA_VOXELS, GeneratorArch, GeneratorCard, LayerSpec, MaskOptions};
 pub use generator::{Generator, to_mask};
 pub use latent::{latent_for, standard_normal};
 

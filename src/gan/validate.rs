@@ -33,6 +33,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::arch::MaskOptions;
 use super::{GanError, Generator};
 use crate::fe::{
     self, AxialLoad, BoundaryCondition, FeError, Material, SolveControl, SolverParams,
@@ -131,11 +132,11 @@ pub struct ValidationControl<'a> {
 }
 
 impl ValidationControl<'_> {
-    fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
     }
 
-    fn report(&self, stage: ValidationStage, done: usize, total: usize) {
+    pub(crate) fn report(&self, stage: ValidationStage, done: usize, total: usize) {
         if let Some(p) = self.progress {
             p(&ValidationProgress { stage, done, total });
         }
@@ -304,7 +305,7 @@ pub struct MorphometryComparison {
 }
 
 impl MorphometryComparison {
-    fn of(real: &[Morphometry], generated: &[Morphometry]) -> Self {
+    pub(crate) fn of(real: &[Morphometry], generated: &[Morphometry]) -> Self {
         let cmp = |f: fn(&Morphometry) -> f64| {
             let r: Vec<f64> = real.iter().map(f).collect();
             let g: Vec<f64> = generated.iter().map(f).collect();
@@ -513,6 +514,8 @@ pub struct ValidationReport {
     pub voxel_size_mm: f64,
     /// BV/TV the generated cubes were thresholded to.
     pub bv_tv_target: f64,
+    /// How the generated fields were turned into masks (the card's settings).
+    pub mask: MaskOptions,
     /// Dimensions of the training masks.
     pub training_volumes: Vec<[usize; 3]>,
     pub morphometry: MorphometryComparison,
@@ -614,7 +617,7 @@ fn measure(
     })
 }
 
-fn check_inputs(
+pub(crate) fn check_inputs(
     generator: &Generator,
     masks: &[BoneMask],
     params: &ValidationParams,
@@ -845,6 +848,7 @@ pub fn validate(
         size_voxels: size,
         voxel_size_mm,
         bv_tv_target: bv_tv,
+        mask: card.mask_options(),
         training_volumes: masks.iter().map(|m| m.dims().as_array()).collect(),
         morphometry,
         e_app_mpa,
