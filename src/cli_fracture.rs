@@ -508,6 +508,11 @@ fn micro(args: &FractureArgs, volume: &Path) -> Result<()> {
         o.insert("strain_at_peak".into(), json!(m.strain_at_peak));
         o.insert("apparent_modulus_mpa".into(), json!(m.apparent_modulus_mpa));
         o.insert(
+            "offset_yield_strength_mpa".into(),
+            json!(m.offset_yield_strength_mpa),
+        );
+        o.insert("offset_yield_strain".into(), json!(m.offset_yield_strain));
+        o.insert(
             "files".into(),
             json!(
                 written
@@ -529,6 +534,10 @@ fn micro(args: &FractureArgs, volume: &Path) -> Result<()> {
             r.curve.len(),
             r.seconds
         );
+        match (m.offset_yield_strength_mpa, m.offset_yield_strain) {
+            (Some(s), Some(e)) => println!("0.2 % offset yield: {s:.3} MPa at strain {e:.4}"),
+            _ => println!("0.2 % offset yield: not reached"),
+        }
         for p in &written {
             println!("wrote {}", p.display());
         }

@@ -374,6 +374,17 @@ fn results_section(ui: &mut egui::Ui, state: &FractureState) {
                     ))
                     .small(),
                 );
+                if let Some((sy, ey)) =
+                    a.and_then(|a| a.offset_yield_strength_mpa.zip(a.offset_yield_strain))
+                {
+                    ui.label(
+                        RichText::new(format!(
+                            "0.2 % offset yield {sy:.2} MPa at {:.2} % strain",
+                            100.0 * ey
+                        ))
+                        .small(),
+                    );
+                }
             }
             None => {
                 ui.label(RichText::new("not broken yet").small().weak());

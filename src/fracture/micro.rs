@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::FractureError;
 use super::damage::DamageParams;
 use super::model::{ElementMaterial, FractureModel};
-use super::solver::FractureResult;
+use super::solver::{CurvePoint, FractureResult};
 use crate::volume::BoneMask;
 
 /// Tissue properties of a micro-resolved model.
@@ -64,6 +64,9 @@ pub fn micro_model(mask: &BoneMask, tissue: &TissueParams) -> Result<FractureMod
     )
 }
 
+/// Offset of the apparent yield point, as a strain (0.2 %).
+pub const YIELD_OFFSET_STRAIN: f64 = 0.002;
+
 /// Apparent measures of a cube compression.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ApparentMeasures {
@@ -73,15 +76,51 @@ pub struct ApparentMeasures {
     pub strain_at_peak: f64,
     /// Initial stiffness · height / box cross-section (MPa).
     pub apparent_modulus_mpa: f64,
+    /// Apparent yield stress by the 0.2 % offset rule (MPa): where the stress-strain curve
+    /// crosses the initial elastic line shifted by [`YIELD_OFFSET_STRAIN`], the definition of
+    /// nonlinear micro-FE studies of trabecular bone (Niebur et al. 2000, J Biomech 33:1575;
+    /// Bayraktar et al. 2004, J Biomech 37:27). `None` when the curve never crosses it.
+    pub offset_yield_strength_mpa: Option<f64>,
+    /// Apparent strain at that yield point.
+    pub offset_yield_strain: Option<f64>,
+}
+
+/// The first crossing of the curve `F(w)` with the line `k · (w − w_offset)`, linearly
+/// interpolated between curve points: `(w, F)` there, or `None` if the curve stays above it.
+pub fn offset_yield_point(
+    curve: &[CurvePoint],
+    stiffness_n_per_mm: f64,
+    offset_mm: f64,
+) -> Option<(f64, f64)> {
+    let gap = |p: &CurvePoint| p.load_n - stiffness_n_per_mm * (p.displacement_mm - offset_mm);
+    let first_below = curve.iter().position(|p| gap(p) <= 0.0)?;
+    let b = &curve[first_below];
+    if first_below == 0 {
+        return Some((b.displacement_mm, b.load_n));
+    }
+    let a = &curve[first_below - 1];
+    let (ga, gb) = (gap(a), gap(b));
+    let t = ga / (ga - gb);
+    Some((
+        a.displacement_mm + t * (b.displacement_mm - a.displacement_mm),
+        a.load_n + t * (b.load_n - a.load_n),
+    ))
 }
 
 /// Apparent strength, strain at peak and modulus of a run on `model`.
 pub fn apparent_measures(model: &FractureModel, result: &FractureResult) -> ApparentMeasures {
     let area = model.box_area_mm2();
     let height = model.height_mm();
+    let yield_point = offset_yield_point(
+        &result.curve,
+        result.stiffness_n_per_mm,
+        YIELD_OFFSET_STRAIN * height,
+    );
     ApparentMeasures {
         apparent_strength_mpa: result.peak_load_n / area,
         strain_at_peak: result.displacement_at_peak_mm / height,
         apparent_modulus_mpa: result.stiffness_n_per_mm * height / area,
+        offset_yield_strength_mpa: yield_point.map(|(_, f)| f / area),
+        offset_yield_strain: yield_point.map(|(w, _)| w / height),
     }
 }

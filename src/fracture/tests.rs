@@ -1,9 +1,13 @@
 //! Verification of the damage model and the displacement-controlled driver.
 
 use super::damage::{DamageParams, principal_extremes};
-use super::micro::{TissueParams, apparent_measures, micro_model};
+use super::micro::{
+    TissueParams, YIELD_OFFSET_STRAIN, apparent_measures, micro_model, offset_yield_point,
+};
 use super::model::{ElementMaterial, FractureModel};
-use super::solver::{EndPoint, FractureParams, LoadDirection, run_to_failure, work_to_mj};
+use super::solver::{
+    CurvePoint, EndPoint, FractureParams, LoadDirection, run_to_failure, work_to_mj,
+};
 use super::vertebra::{
     MicrostructureFactor, TrabecularStrengthBasis, VertebraFractureParams, vertebra_model,
 };
@@ -208,6 +212,50 @@ fn damage_never_decreases_between_increments() {
     let m = apparent_measures(&model, &r);
     assert!(m.apparent_strength_mpa > 0.0 && m.strain_at_peak > 0.0);
     assert!(r.peak_load_n >= r.curve.last().unwrap().load_n);
+    // The 0.2 % offset yield lies beyond the offset and at or below the highest stress.
+    let (sy, ey) = (
+        m.offset_yield_strength_mpa.expect("the curve yields"),
+        m.offset_yield_strain.expect("the curve yields"),
+    );
+    assert!(ey > YIELD_OFFSET_STRAIN && sy > 0.0, "{sy} MPa at {ey}");
+    assert!(sy <= m.apparent_strength_mpa * (1.0 + 1e-12));
+}
+
+/// The 0.2 % offset rule on a bilinear curve (elastic slope k to the knee (w_y, F_y), then
+/// slope k_h) gives the analytic crossing w = (F_y − k_h w_y + k w₀) / (k − k_h); a curve that
+/// stays elastic gives none.
+#[test]
+fn offset_yield_point_of_a_bilinear_curve_is_the_analytic_crossing() {
+    let (k, k_h, w_y, w0) = (1000.0, 150.0, 0.02, 0.004);
+    let f_y = k * w_y;
+    let point = |w: f64| CurvePoint {
+        displacement_mm: w,
+        load_n: if w <= w_y {
+            k * w
+        } else {
+            f_y + k_h * (w - w_y)
+        },
+        iterations: 0,
+        cg_iterations: 0,
+        converged: true,
+        damaged_elements: 0,
+        max_damage: 0.0,
+        strain_energy_mj: 0.0,
+        dissipated_energy_mj: 0.0,
+    };
+    // Uneven steps, with the knee on a point.
+    let mut w: Vec<f64> = (0..=60)
+        .map(|i| 0.001 * i as f64 + if i > 20 { 0.0003 } else { 0.0 })
+        .collect();
+    w.push(w_y);
+    w.sort_by(f64::total_cmp);
+    let curve: Vec<CurvePoint> = w.into_iter().map(point).collect();
+    let expected_w = (f_y - k_h * w_y + k * w0) / (k - k_h);
+    let (w, f) = offset_yield_point(&curve, k, w0).expect("crossing");
+    assert!((w - expected_w).abs() < 1e-12, "{w} against {expected_w}");
+    assert!((f - (f_y + k_h * (expected_w - w_y))).abs() < 1e-9, "{f}");
+    let elastic: Vec<CurvePoint> = (0..=10).map(|i| point(0.001 * i as f64)).collect();
+    assert_eq!(offset_yield_point(&elastic, k, w0), None);
 }
 
 /// Bad parameters are rejected with an error naming them: negative or zero fracture energy,

@@ -40,9 +40,15 @@ fn fracture_of_a_cube_prints_the_curve_and_measures_and_writes_csv_png_vtk() {
         "energy_to_end_j",
         "apparent_strength_mpa",
         "strain_at_peak",
+        "offset_yield_strength_mpa",
+        "offset_yield_strain",
     ] {
         assert!(v[key].as_f64().unwrap() > 0.0, "{key}");
     }
+    assert!(
+        v["offset_yield_strength_mpa"].as_f64().unwrap()
+            <= v["apparent_strength_mpa"].as_f64().unwrap()
+    );
     assert!(v["energy_to_end_j"].as_f64().unwrap() >= v["energy_to_peak_j"].as_f64().unwrap());
     for name in ["curves.csv", "curves.png"] {
         assert!(out_dir.join(name).is_file(), "{name} missing");
