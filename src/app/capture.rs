@@ -6,7 +6,10 @@
 //!   present, the micro-CT sample) have arrived and are on screen for a few frames; with
 //!   `solve_on_start`, both have been solved and their SED-coloured meshes are shown;
 //! - vertebra view: the vertebra has been on screen for a few frames. A run started with
-//!   `--remodel-on-start` keeps going: the capture shows the day reached at that frame.
+//!   `--remodel-on-start` keeps going: the capture shows the day reached at that frame, or,
+//!   with `OSTEOLAB_CAPTURE_DAY=D`, waits until day D is the one shown (or the run ended)
+//!   and has been on screen for a few frames, so the picture does not depend on how fast
+//!   the machine is.
 //! - fracture mode (`--fracture-on-start`): the fracture run has ended (every curve done, or
 //!   cancelled or failed) and the damage field of the last finished curve at its peak is on
 //!   screen;
@@ -114,6 +117,8 @@ pub struct CaptureRequest {
 struct CaptureState {
     started: Instant,
     frames: u32,
+    /// Frame at which the awaited remodeling day (`OSTEOLAB_CAPTURE_DAY`) was first shown.
+    day_shown_at: Option<u32>,
     requested: bool,
     saved: Arc<AtomicU8>,
 }
@@ -139,6 +144,7 @@ impl Plugin for CapturePlugin {
             .insert_resource(CaptureState {
                 started: Instant::now(),
                 frames: 0,
+                day_shown_at: None,
                 requested: false,
                 saved: Arc::new(AtomicU8::new(SAVE_PENDING)),
             })
@@ -269,9 +275,25 @@ fn drive_capture(
             // The awaited jobs include the scripted solves (see bridge::pump_runner).
             shown && ui.startup_settled() && ui.busy.is_none()
         }
-        // The vertebra on screen (the run keeps going: the capture shows this frame's day).
+        // The vertebra on screen (the run keeps going: the capture shows this frame's day,
+        // or waits for the day asked for).
         ViewKind::Vertebra => {
-            (vertebra.frames_with_mesh >= SETTLE_FRAMES && remodel.info.is_some())
+            let wanted_day = std::env::var("OSTEOLAB_CAPTURE_DAY")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok());
+            let ended = matches!(remodel.status, RunStatus::Finished | RunStatus::Cancelled);
+            let day_settled = match wanted_day {
+                Some(day) if request.remodel_on_start => {
+                    if state.day_shown_at.is_none() && (remodel.shown_day >= day || ended) {
+                        state.day_shown_at = Some(state.frames);
+                    }
+                    state
+                        .day_shown_at
+                        .is_some_and(|f| state.frames >= f + SETTLE_FRAMES)
+                }
+                _ => true,
+            };
+            (vertebra.frames_with_mesh >= SETTLE_FRAMES && remodel.info.is_some() && day_settled)
                 || remodel.status == RunStatus::Failed
         }
     };
@@ -281,6 +303,9 @@ fn drive_capture(
             error!("capture: scene not ready after {MAX_WAIT:?}; capturing anyway");
         }
         state.requested = true;
+        if *view == ViewKind::Vertebra && remodel.info.is_some() {
+            info!("capture: remodeling day {} shown", remodel.shown_day);
+        }
         let path = request.path.clone();
         let saved = Arc::clone(&state.saved);
         commands.spawn(Screenshot::primary_window()).observe(

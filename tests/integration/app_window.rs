@@ -182,11 +182,12 @@ fn app_renders_the_structure_and_panel_in_a_real_window() {
     );
 }
 
-/// The vertebra view with the spaceflight scenario running from launch: after 100 frames
-/// (about 8 s at the paced 12 frames/s, some 150–300 simulated days) the screenshot must show
-/// the panel, the vertebral body coloured by the BMD change (the cool–warm map: several
-/// shades of blue on the clipped body and its cap, as the trabecular centrum has lost
-/// several percent by then), and the timeline plot with its BMD lines.
+/// The vertebra view with the spaceflight scenario running from launch: once day 120 is on
+/// screen (`OSTEOLAB_CAPTURE_DAY`; with a frame count alone, a loaded machine showed no loss
+/// yet) and at least 30 frames were drawn, the screenshot must show the panel, the vertebral
+/// body coloured by the BMD change (the cool–warm map: several shades of blue on the clipped
+/// body and its cap, as the trabecular centrum has lost several percent by then), and the
+/// timeline plot with its BMD lines.
 #[test]
 fn app_vertebra_view_streams_the_remodeling_run() {
     assert_xvfb();
@@ -201,11 +202,23 @@ fn app_vertebra_view_streams_the_remodeling_run() {
             "--screenshot",
             shot.to_str().unwrap(),
             "--frames",
-            "100",
+            "30",
         ],
-        &[],
+        // Day 120 of the flight (trabecular BMD about −6 %), whatever the machine's speed.
+        &[("OSTEOLAB_CAPTURE_DAY", "120")],
     );
     let stderr = assert_exited_ok(&out);
+    let day: u32 = stderr
+        .split("capture: remodeling day ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("no captured day in the log: {stderr}"));
+    eprintln!("captured at day {day}");
+    assert!(
+        day >= 120,
+        "the capture did not wait for day 120 (day {day})"
+    );
     let img = open_shot(&shot);
     let (w, h) = img.dimensions();
 
