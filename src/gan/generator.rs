@@ -387,9 +387,10 @@ impl Generator {
 /// percolation threshold) can make the exact target unreachable.
 ///
 /// With `fill_enclosed_marrow`, marrow cavities that touch no face of the cube become bone
-/// after island removal ([`fill_enclosed_marrow`]), and the BV/TV counted in the bisection
-/// is the filled one. It too never decreases with `k`: bone only grows, and open marrow only
-/// shrinks.
+/// after island removal ([`crate::volume::segment::fill_enclosed_marrow`]), and the BV/TV
+/// counted in the bisection is the filled one. It grows with `k` as long as the largest
+/// component stays the same one (bone grows, open marrow shrinks); if another component
+/// overtakes it, the bisection still returns the nearer of its two final cuts.
 pub fn to_mask(
     field: &[f32],
     size: usize,
