@@ -453,10 +453,11 @@ pub fn largest_component(mask: &BoneMask) -> BoneMask {
 }
 
 /// Fills enclosed marrow cavities: every 6-connected marrow component that touches no face
-/// of the grid becomes bone. Bone is unchanged; the result has no cavities, the third term
-/// of the Euler characteristic χ = objects − tunnels + cavities (Odgaard & Gundersen 1993,
-/// Bone 14:173), so only Conn.D and the marrow-side indices can change. The marrow is taken
-/// 6-connected, the complement of 26-connected bone, as in [`crate::morph`]'s Euler number.
+/// of the grid becomes bone. Bone voxels stay bone; the result has no cavities, the third
+/// term of the Euler characteristic χ = objects − tunnels + cavities (Odgaard & Gundersen
+/// 1993, Bone 14:173), each of which lowers Conn.D. The filled voxels also add to BV/TV and
+/// thicken the bone around them. The marrow is taken 6-connected, the complement of
+/// 26-connected bone, as in [`crate::morph`]'s Euler number.
 /// This is the background half of BoneJ's "Purify" (Doube et al. 2010, Bone 47:1076), except
 /// that marrow cut by the grid's faces is kept: it may open outside the cube.
 pub fn fill_enclosed_marrow(mask: &BoneMask) -> BoneMask {
