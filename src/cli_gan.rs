@@ -29,18 +29,8 @@ pub struct CalibrateArgs {
     /// Generator weights (NAME.safetensors with its card NAME.json beside it).
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Training volumes (grey micro-CT or segmented), segmented as by `gan train`.
-    #[arg(long = "data", value_name = "VOLUME", required = true, num_args = 1..)]
-    pub data: Vec<PathBuf>,
-    /// Downsample the grey values by this integer factor first (block mean).
-    #[arg(long, default_value_t = 1)]
-    pub downsample: usize,
-    /// Segmentation: global threshold (default Otsu on the smoothed volume).
-    #[arg(long)]
-    pub threshold: Option<f64>,
-    /// Gaussian smoothing of the training data before thresholding, sigma in voxels.
-    #[arg(long, default_value_t = 1.0)]
-    pub sigma: f64,
+    #[command(flatten)]
+    pub training: TrainingDataArgs,
     /// Candidate smoothing σ of the generated fields, voxels, comma-separated (default
     /// 0.3, 0.35, …, 0.6, 0.7, 0.8, 1.0, 1.5).
     #[arg(long, value_delimiter = ',', value_name = "SIGMAS")]
@@ -63,6 +53,25 @@ pub struct CalibrateArgs {
     /// Store the best settings and the report's summary in the weights' card.
     #[arg(long)]
     pub write: bool,
+}
+
+/// The training micro-CT and how it is segmented, shared by `gan train`, `gan validate` and
+/// `gan calibrate` so that all three see the same masks.
+#[derive(Args, Debug)]
+pub struct TrainingDataArgs {
+    /// Training volumes (grey micro-CT or segmented), each a sidecar, NIfTI, DICOM or stack.
+    #[arg(long = "data", value_name = "VOLUME", required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Downsample the grey values by this integer factor first (block mean); for `validate`
+    /// and `calibrate` the result must be at the generator's voxel size.
+    #[arg(long, default_value_t = 1)]
+    pub downsample: usize,
+    /// Segmentation: global threshold (default Otsu on the smoothed volume).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Gaussian smoothing of the training data before thresholding, sigma in voxels.
+    #[arg(long, default_value_t = 1.0)]
+    pub sigma: f64,
 }
 
 #[derive(Args, Debug)]
@@ -89,19 +98,8 @@ pub struct ValidateArgs {
     /// Generator weights (NAME.safetensors with its card NAME.json beside it).
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Training volumes (grey micro-CT or segmented), segmented as by `gan train`.
-    #[arg(long = "data", value_name = "VOLUME", required = true, num_args = 1..)]
-    pub data: Vec<PathBuf>,
-    /// Downsample the grey values by this integer factor first (block mean); the result
-    /// must be at the generator's voxel size.
-    #[arg(long, default_value_t = 1)]
-    pub downsample: usize,
-    /// Segmentation: global threshold (default Otsu on the smoothed volume).
-    #[arg(long)]
-    pub threshold: Option<f64>,
-    /// Gaussian smoothing before thresholding, sigma in voxels.
-    #[arg(long, default_value_t = 1.0)]
-    pub sigma: f64,
+    #[command(flatten)]
+    pub training: TrainingDataArgs,
     /// Generated cubes (the targets need at least 64).
     #[arg(long, default_value_t = 64)]
     pub count: usize,
@@ -129,21 +127,11 @@ pub struct ValidateArgs {
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Training volumes (grey micro-CT or segmented), each a sidecar, NIfTI, DICOM or stack.
-    #[arg(long = "data", value_name = "VOLUME", required = true, num_args = 1..)]
-    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub training: TrainingDataArgs,
     /// Output directory: checkpoint/, generator.safetensors and generator.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Downsample the grey values by this integer factor first (block mean).
-    #[arg(long, default_value_t = 1)]
-    pub downsample: usize,
-    /// Segmentation: global threshold (default Otsu on the smoothed volume).
-    #[arg(long)]
-    pub threshold: Option<f64>,
-    /// Gaussian smoothing before thresholding, sigma in voxels.
-    #[arg(long, default_value_t = 1.0)]
-    pub sigma: f64,
     /// Edge of the training cubes and of the generated ones (voxels; power of two).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
@@ -243,8 +231,9 @@ fn train(args: &TrainArgs) -> Result<()> {
     use osteolab::gan::arch::GeneratorArch;
     use osteolab::gan::train::{TrainParams, TrainingData, train};
 
-    let masks = load_training_masks(&args.data, args.threshold, args.sigma, args.downsample)?;
+    let masks = args.training.load_masks()?;
     let description = args
+        .training
         .data
         .iter()
         .map(|p| p.display().to_string())
@@ -253,7 +242,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     let data = TrainingData::from_masks(
         masks,
         args.size,
-        format!("{description} (downsampled x{})", args.downsample),
+        format!("{description} (downsampled x{})", args.training.downsample),
     )?;
     let params = TrainParams {
         arch: GeneratorArch {
@@ -291,7 +280,7 @@ fn validate(args: &ValidateArgs) -> Result<()> {
     };
 
     let generator = Generator::load(&args.weights)?;
-    let masks = load_training_masks(&args.data, args.threshold, args.sigma, args.downsample)?;
+    let masks = args.training.load_masks()?;
     let params = ValidationParams {
         generated_count: args.count,
         real_count: args.real_count,
@@ -351,7 +340,7 @@ fn calibrate(args: &CalibrateArgs) -> Result<()> {
     use osteolab::gan::validate::{ValidationControl, ValidationProgress};
 
     let generator = Generator::load(&args.weights)?;
-    let masks = load_training_masks(&args.data, args.threshold, args.sigma, args.downsample)?;
+    let masks = args.training.load_masks()?;
     let defaults = CalibrationParams::default();
     let params = CalibrationParams {
         generated_count: args.count,
@@ -428,8 +417,8 @@ fn calibrate(args: &CalibrateArgs) -> Result<()> {
         card.mask_calibration = Some(json!({
             "command": "osteolab gan calibrate",
             "params": report.params,
-            "data": args.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-            "downsample": args.downsample,
+            "data": args.training.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "downsample": args.training.downsample,
             "bv_tv_target": report.bv_tv_target,
             "best": report.best,
             "rms_relative_difference": report.best_score,
@@ -503,24 +492,23 @@ fn write_validation_figures(
     Ok(())
 }
 
-/// Segments the training volumes as `gan train` does (largest component kept), so `gan
-/// validate` compares against exactly the cubes the generator learned from.
-fn load_training_masks(
-    data: &[PathBuf],
-    threshold: Option<f64>,
-    sigma: f64,
-    downsample: usize,
-) -> Result<Vec<osteolab::volume::BoneMask>> {
-    data.iter()
-        .map(|path| {
-            crate::cli::load_mask(&crate::cli::VolumeInput {
-                volume: path.clone(),
-                threshold,
-                target_bv_tv: None,
-                sigma,
-                downsample,
-                keep_all_components: false,
+impl TrainingDataArgs {
+    /// Segments the training volumes as `gan train` does (largest component kept), so `gan
+    /// validate` and `gan calibrate` compare against exactly the cubes the generator learned
+    /// from.
+    fn load_masks(&self) -> Result<Vec<osteolab::volume::BoneMask>> {
+        self.data
+            .iter()
+            .map(|path| {
+                crate::cli::load_mask(&crate::cli::VolumeInput {
+                    volume: path.clone(),
+                    threshold: self.threshold,
+                    target_bv_tv: None,
+                    sigma: self.sigma,
+                    downsample: self.downsample,
+                    keep_all_components: false,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
