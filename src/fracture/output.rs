@@ -80,21 +80,29 @@ pub fn write_curves_png(
         [148, 103, 189],
         [255, 127, 14],
     ];
+    // Vertebrae in kN and J; a trabecular cube, whose peak is tens of newtons, in N and mJ.
+    let highest = runs.iter().map(|(_, r)| r.peak_load_n).fold(0.0, f64::max);
+    let (load_unit, load_scale, energy_unit, energy_scale) = if highest >= 1000.0 {
+        ("kN", 1e-3, "J", 1e-3)
+    } else {
+        ("N", 1.0, "mJ", 1.0)
+    };
     let series = runs
         .iter()
         .enumerate()
         .map(|(i, (label, r))| {
             Series::new(
                 format!(
-                    "{label}: peak {:.3} kN, {:.3} J to peak, {:.3} J to end",
-                    r.peak_load_n / 1000.0,
-                    r.energy_to_peak_mj / 1000.0,
-                    r.energy_to_end_mj / 1000.0
+                    "{label}: peak {:.3} {load_unit}, {:.3} {energy_unit} to peak, {:.3} \
+                     {energy_unit} to end",
+                    r.peak_load_n * load_scale,
+                    r.energy_to_peak_mj * energy_scale,
+                    r.energy_to_end_mj * energy_scale
                 ),
                 palette[i % palette.len()],
                 r.curve
                     .iter()
-                    .map(|p| (p.displacement_mm, p.load_n / 1000.0))
+                    .map(|p| (p.displacement_mm, p.load_n * load_scale))
                     .collect(),
             )
         })
@@ -102,7 +110,7 @@ pub fn write_curves_png(
     let chart = LineChart {
         title: title.to_string(),
         x_label: "plate displacement (mm)".into(),
-        y_label: "load (kN)".into(),
+        y_label: format!("load ({load_unit})"),
         series,
         bands: Vec::new(),
         zero_line: false,
