@@ -13,7 +13,7 @@ use osteolab::fracture::calibration::{
     PUBLISHED_ENERGY_POST_MJ, PUBLISHED_ENERGY_PRE_MJ, PUBLISHED_PEAK_POST_N, PUBLISHED_PEAK_PRE_N,
     fit_pre_flight,
 };
-use osteolab::fracture::micro::{TissueParams, apparent_measures, micro_model};
+use osteolab::fracture::micro::{TissueParams, apparent_measures, micro_model, micro_run_params};
 use osteolab::fracture::output::{write_curves_csv, write_curves_png, write_damage_vtk};
 use osteolab::fracture::vertebra::{
     DUCTILITY, FlightState, MicrostructureFactor, TrabecularStrengthBasis, VertebraFractureParams,
@@ -50,6 +50,9 @@ pub struct FractureArgs {
     /// Global threshold for --volume (default: Otsu; binary volumes are taken as segmented).
     #[arg(long, value_name = "T", requires = "volume")]
     pub threshold: Option<f64>,
+    /// Largest tissue damage of --volume (residual stiffness 1 − D; default 0.999).
+    #[arg(long, value_name = "D", requires = "volume")]
+    pub tissue_max_damage: Option<f64>,
     /// Nonlinear step as a fraction of the displacement at damage onset.
     #[arg(long, default_value_t = FractureParams::default().step_fraction_of_onset, value_name = "F")]
     pub step: f64,
@@ -96,6 +99,10 @@ pub struct FractureArgs {
     /// Secant iteration converged when no damage changes by more than this.
     #[arg(long, default_value_t = FractureParams::default().damage_tolerance, value_name = "D")]
     pub damage_tolerance: f64,
+    /// Secant iterations of an increment before it is cut (default 25 for the vertebra, 60 for
+    /// --volume, where struts snap through).
+    #[arg(long, value_name = "N")]
+    pub max_iterations: Option<usize>,
     /// Stop after this many nonlinear increments (for profiling a part of the curve).
     #[arg(long, default_value_t = FractureParams::default().max_increments, value_name = "N")]
     pub max_increments: usize,
@@ -168,6 +175,9 @@ fn run_params(args: &FractureArgs) -> FractureParams {
         end_load_fraction: args.end_fraction,
         damage_tolerance: args.damage_tolerance,
         max_increments: args.max_increments,
+        max_iterations: args
+            .max_iterations
+            .unwrap_or(FractureParams::default().max_iterations),
         aitken: !args.no_aitken,
         extrapolate: args.extrapolate,
         preconditioner_max_drift: args.preconditioner_max_drift,
@@ -186,11 +196,12 @@ fn run_with_progress(
     let log_lines = std::env::var_os("OSTEOLAB_LOG_PROGRESS").is_some();
     let progress = |p: &CurvePoint| {
         let msg = format!(
-            "{label}: w {:.4} mm, load {:.3} kN, {} damaged elements, {} iterations",
+            "{label}: w {:.5} mm, load {:.5} kN, {} damaged elements, {} iterations{}",
             p.displacement_mm,
             p.load_n / 1000.0,
             p.damaged_elements,
-            p.iterations
+            p.iterations,
+            if p.converged { "" } else { " (not converged)" }
         );
         if log_lines {
             eprintln!("{msg}");
@@ -476,11 +487,17 @@ fn micro(args: &FractureArgs, volume: &Path) -> Result<()> {
         downsample: 1,
         keep_all_components: false,
     })?;
-    let tissue = TissueParams::default();
+    let mut tissue = TissueParams::default();
+    if let Some(d) = args.tissue_max_damage {
+        tissue.damage.max_damage = d;
+    }
     let model = micro_model(&mask, &tissue)
         .with_context(|| format!("{}: cannot build the fracture model", volume.display()))?;
     let pb = spinner(args.json);
-    let params = run_params(args);
+    let mut params = run_params(args);
+    if args.max_iterations.is_none() {
+        params = micro_run_params(&params);
+    }
     let r = run_with_progress(&model, &params, &pb, "cube")?;
     pb.finish_and_clear();
     let m = apparent_measures(&model, &r);

@@ -8,16 +8,19 @@
 //! those of Bayraktar et al. (2004, J Biomech 37:27) for human femoral trabecular tissue. The
 //! tissue fracture energy, 0.5 N/mm (= 0.5 kJ/m²), is of the order measured for human cortical
 //! bone (Zioupos & Currey 1998, Bone 22:57); with the crack band it sets how fast a voxel
-//! softens. Damage is capped at 0.9 (10 % residual stiffness): with 0.99 the single-precision
-//! multigrid-preconditioned CG stalled on fully damaged thin struts. The cube is compressed
-//! between a fixed bottom and a sliding rigid top plate.
+//! softens. Damage is capped at 0.999 (0.1 % residual stiffness, which keeps the operator
+//! positive definite): a broken strut carries next to nothing, so the cube's load falls after
+//! its peak. With the earlier cap of 0.9 every failed voxel kept carrying load at growing
+//! strain, a hardening plateau: the 64³ micro-CT core's load still rose at 1.8 % strain after
+//! 1.5 hours (BENCHMARKS.md). The cube is compressed between a fixed bottom and a sliding rigid
+//! top plate.
 
 use serde::Serialize;
 
 use super::FractureError;
 use super::damage::DamageParams;
 use super::model::{ElementMaterial, FractureModel};
-use super::solver::{CurvePoint, FractureResult};
+use super::solver::{CurvePoint, FractureParams, FractureResult};
 use crate::volume::BoneMask;
 
 /// Tissue properties of a micro-resolved model.
@@ -38,7 +41,7 @@ impl Default for TissueParams {
                 yield_strain_tension: 0.006,
                 fracture_energy_n_per_mm: 0.5,
                 reference_modulus_mpa: 10_000.0,
-                max_damage: 0.9,
+                max_damage: 0.999,
             },
         }
     }
@@ -62,6 +65,21 @@ pub fn micro_model(mask: &BoneMask, tissue: &TissueParams) -> Result<FractureMod
             mask.bv_tv()
         ),
     )
+}
+
+/// Secant iterations allowed per increment of a micro-resolved run. When a strut snaps through,
+/// the iteration follows the cascade to the broken state (see the solver's Aitken relaxation),
+/// which took up to 49 iterations on the 64³ micro-CT core (BENCHMARKS.md, "Micro-resolved
+/// core"); the vertebra's 25 would cut the step there instead, and a snap-through does not go
+/// away with a smaller step.
+pub const MICRO_MAX_ITERATIONS: usize = 60;
+
+/// `params` for a micro-resolved model: at least [`MICRO_MAX_ITERATIONS`] iterations.
+pub fn micro_run_params(params: &FractureParams) -> FractureParams {
+    FractureParams {
+        max_iterations: params.max_iterations.max(MICRO_MAX_ITERATIONS),
+        ..*params
+    }
 }
 
 /// Offset of the apparent yield point, as a strain (0.2 %).

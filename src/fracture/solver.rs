@@ -17,7 +17,9 @@
 //! With `aitken` the next trial damage is d + ω (G(d) − d), ω from Aitken's Δ² rule on two
 //! successive residuals (Irons & Tuck 1969; see `aitken_relaxation`), kept between the damage
 //! of state n and the cap; without it, d ← G(d). Either way the converged state is G(d) of the
-//! last solve.
+//! last solve. Where the residual grows instead of shrinking (a snap-through: the fixed point
+//! of this displacement repels), the relaxation is pushed along the cascade instead
+//! (`aitken_relaxation`).
 //!
 //! **Linear solves.** One operator and one multigrid hierarchy serve the whole run: each solve
 //! updates the element moduli of the operator, and the hierarchy is rebuilt only when some
@@ -324,11 +326,30 @@ struct Solved {
 /// Smallest and largest Aitken relaxation factor.
 const RELAXATION_RANGE: (f64, f64) = (0.1, 4.0);
 
+/// Largest relaxation factor while the iteration runs away from a repelling fixed point (see
+/// [`aitken_relaxation`]).
+const CASCADE_RELAXATION_MAX: f64 = 64.0;
+
 /// Aitken's dynamic relaxation factor (Irons & Tuck 1969, Int J Numer Meth Eng 1:275; in the
 /// vector form of Küttler & Wall 2008, Comput Mech 43:61): ω_k = −ω_{k−1} r_{k−1}·(r_k −
 /// r_{k−1}) / ‖r_k − r_{k−1}‖², from the fixed-point residuals r = G(d) − d of two successive
 /// iterations, limited to [`RELAXATION_RANGE`].
-fn aitken_relaxation(previous_factor: f64, previous: &[[f64; 2]], current: &[[f64; 2]]) -> f64 {
+///
+/// A negative Aitken factor means the residual grew along itself (r_k ≈ λ r_{k−1} with
+/// λ > 1): the fixed point of this displacement repels the iteration, which happens when a
+/// strut or a band of elements snaps through under displacement control. Relaxing towards that
+/// unstable state (the factor clamped to its lower bound) made the iteration crawl without ever
+/// converging (a 64³ micro-CT core took 60 iterations per increment at ω = 0.1 and accepted
+/// them unconverged). Instead the iteration is pushed along the cascade to the stable state
+/// beyond it: ω starts at the plain step, 1, and doubles while the residual keeps growing, up
+/// to [`CASCADE_RELAXATION_MAX`] (the plain step alone moved the damage by 3e-3 per iteration,
+/// λ ≈ 1.01). The trial damage stays between the converged state's and the cap, and an
+/// overshoot shows as a residual of the other sign, where Aitken's factor is positive again.
+pub(crate) fn aitken_relaxation(
+    previous_factor: f64,
+    previous: &[[f64; 2]],
+    current: &[[f64; 2]],
+) -> f64 {
     // Sequential sums, so the factor does not depend on the thread count.
     let (num, den) = previous
         .iter()
@@ -343,7 +364,11 @@ fn aitken_relaxation(previous_factor: f64, previous: &[[f64; 2]], current: &[[f6
     if !(den > 0.0 && num.is_finite()) {
         return previous_factor;
     }
-    (-previous_factor * num / den).clamp(RELAXATION_RANGE.0, RELAXATION_RANGE.1)
+    let factor = -previous_factor * num / den;
+    if factor <= 0.0 {
+        return (2.0 * previous_factor).clamp(1.0, CASCADE_RELAXATION_MAX);
+    }
+    factor.clamp(RELAXATION_RANGE.0, RELAXATION_RANGE.1)
 }
 
 /// Runs `model` to failure under `params` (see the module documentation).
@@ -555,7 +580,9 @@ pub fn run_to_failure(
     let mut dissipated = 0.0;
     let mut increments = 0usize;
     let mut unconverged = 0usize;
-    let mut peak = (0.0f64, 0usize);
+    // The highest load so far and its point: the end of the linear branch to start with, so a
+    // curve that snaps down at its first nonlinear increment ends there.
+    let mut peak = (curve[curve.len() - 1].load_n, curve.len() - 1);
     let end_point;
     let volume = model.mask.grid.voxel_volume_mm3();
     loop {
@@ -716,7 +743,9 @@ pub fn run_to_failure(
             unconverged += 1;
         }
         // Dissipation of this increment: Y = ½ E_c ε:C₁:ε, the mean of its values at the
-        // start and the end of the increment (trapezoidal rule in d).
+        // start and the end of the increment (trapezoidal rule in d). Across a snap-through
+        // (the damage jumps at one displacement) it is not a quadrature of the jump's path and
+        // overestimates it; on stable paths it balances the plate's work to about 2 %.
         let energy_density = |eps: &[f64; 6]| {
             let mut y = 0.0;
             for i in 0..6 {
@@ -816,6 +845,19 @@ pub fn run_to_failure(
     }
     let pi = peak_index(&curve);
     let peak_point = curve[pi];
+    // A peak on the linear branch (a curve that snaps down at its first nonlinear increment)
+    // has no kept field: it is undamaged.
+    if !snapshots.iter().any(|s| s.point == pi) {
+        let at = snapshots.partition_point(|s| s.point < pi);
+        snapshots.insert(
+            at,
+            DamageSnapshot {
+                point: pi,
+                displacement_mm: peak_point.displacement_mm,
+                damage: vec![0.0; n],
+            },
+        );
+    }
     let end_displacement = match end_point {
         EndPoint::LoadDrop { fraction } => {
             let target = fraction * peak_point.load_n;

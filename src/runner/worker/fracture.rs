@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{LIVE_SMOOTHING_SIGMA_VOXELS, Worker, panic_message};
-use crate::fracture::micro::{TissueParams, apparent_measures, micro_model};
+use crate::fracture::micro::{TissueParams, apparent_measures, micro_model, micro_run_params};
 use crate::fracture::vertebra::{
     FlightState, MicrostructureFactor, macroscale_states, vertebra_model,
 };
@@ -435,7 +435,10 @@ fn break_specimen(
     control: &FractureControl,
 ) -> Result<SpecimenResult, FractureError> {
     let model = pending.model();
-    let result = run_to_failure(model, params, control)?;
+    let result = match pending {
+        Pending::Core { .. } => run_to_failure(model, &micro_run_params(params), control)?,
+        Pending::State { .. } => run_to_failure(model, params, control)?,
+    };
     let apparent =
         matches!(pending, Pending::Core { .. }).then(|| apparent_measures(model, &result));
     let damage = view_damage(pending, &result.damage).map_err(FractureError::InvalidParameter)?;
