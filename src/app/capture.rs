@@ -99,7 +99,7 @@ impl FrameStats {
 #[derive(Resource, Clone)]
 pub struct SharedFrameStats(pub Arc<Mutex<FrameStats>>);
 
-#[derive(Resource)]
+#[derive(Resource, Clone)]
 pub struct CaptureRequest {
     pub path: PathBuf,
     pub frames: u32,
@@ -111,6 +111,28 @@ pub struct CaptureRequest {
     pub multiscale_on_start: bool,
     /// The fracture run was started at launch: wait for its end and the damage on screen.
     pub fracture_on_start: bool,
+    /// With `remodel_on_start`, wait until this remodeling day is shown
+    /// (`OSTEOLAB_CAPTURE_DAY`).
+    pub remodel_day: Option<u32>,
+    /// With `multiscale_on_start`, the checkpoints to wait for (`OSTEOLAB_CAPTURE_CHECKPOINTS`,
+    /// default [`MULTISCALE_CAPTURE_CHECKPOINTS`]).
+    pub multiscale_checkpoints: usize,
+}
+
+impl CaptureRequest {
+    /// Reads the awaited remodeling day and multiscale checkpoints from the environment
+    /// (`OSTEOLAB_CAPTURE_DAY`, `OSTEOLAB_CAPTURE_CHECKPOINTS`), once, at start-up.
+    pub fn with_waits_from_env(self) -> Self {
+        fn parsed<T: std::str::FromStr>(name: &str) -> Option<T> {
+            std::env::var(name).ok().and_then(|v| v.parse().ok())
+        }
+        Self {
+            remodel_day: parsed("OSTEOLAB_CAPTURE_DAY"),
+            multiscale_checkpoints: parsed("OSTEOLAB_CAPTURE_CHECKPOINTS")
+                .unwrap_or(MULTISCALE_CAPTURE_CHECKPOINTS),
+            ..self
+        }
+    }
 }
 
 #[derive(Resource)]
@@ -133,22 +155,15 @@ impl Plugin for CapturePlugin {
         app.insert_resource(self.stats.clone())
             .add_systems(Last, record_frame_time);
         if let Some(req) = &self.request {
-            app.insert_resource(CaptureRequest {
-                path: req.path.clone(),
-                frames: req.frames,
-                solve_on_start: req.solve_on_start,
-                remodel_on_start: req.remodel_on_start,
-                multiscale_on_start: req.multiscale_on_start,
-                fracture_on_start: req.fracture_on_start,
-            })
-            .insert_resource(CaptureState {
-                started: Instant::now(),
-                frames: 0,
-                day_shown_at: None,
-                requested: false,
-                saved: Arc::new(AtomicU8::new(SAVE_PENDING)),
-            })
-            .add_systems(Update, drive_capture);
+            app.insert_resource(req.clone())
+                .insert_resource(CaptureState {
+                    started: Instant::now(),
+                    frames: 0,
+                    day_shown_at: None,
+                    requested: false,
+                    saved: Arc::new(AtomicU8::new(SAVE_PENDING)),
+                })
+                .add_systems(Update, drive_capture);
         }
     }
 }
@@ -251,10 +266,7 @@ fn drive_capture(
                 )
         }
         ViewKind::Micro if request.multiscale_on_start => {
-            let wanted = std::env::var("OSTEOLAB_CAPTURE_CHECKPOINTS")
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(MULTISCALE_CAPTURE_CHECKPOINTS);
+            let wanted = request.multiscale_checkpoints;
             let ended = matches!(
                 multiscale.status,
                 MsStatus::Finished | MsStatus::Cancelled | MsStatus::Failed
@@ -278,11 +290,8 @@ fn drive_capture(
         // The vertebra on screen (the run keeps going: the capture shows this frame's day,
         // or waits for the day asked for).
         ViewKind::Vertebra => {
-            let wanted_day = std::env::var("OSTEOLAB_CAPTURE_DAY")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok());
             let ended = matches!(remodel.status, RunStatus::Finished | RunStatus::Cancelled);
-            let day_settled = match wanted_day {
+            let day_settled = match request.remodel_day {
                 Some(day) if request.remodel_on_start => {
                     if state.day_shown_at.is_none() && (remodel.shown_day >= day || ended) {
                         state.day_shown_at = Some(state.frames);

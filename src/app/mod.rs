@@ -129,13 +129,18 @@ pub fn run(options: AppOptions) -> anyhow::Result<()> {
     .add_plugins(vertebra::VertebraPlugin)
     .add_plugins(pacing::PacingPlugin)
     .add_plugins(capture::CapturePlugin {
-        request: options.screenshot.map(|path| capture::CaptureRequest {
-            path,
-            frames: options.frames.max(1),
-            solve_on_start,
-            remodel_on_start: options.remodel_on_start,
-            multiscale_on_start: options.multiscale_on_start,
-            fracture_on_start: options.fracture_on_start,
+        request: options.screenshot.map(|path| {
+            capture::CaptureRequest {
+                path,
+                frames: options.frames.max(1),
+                solve_on_start,
+                remodel_on_start: options.remodel_on_start,
+                multiscale_on_start: options.multiscale_on_start,
+                fracture_on_start: options.fracture_on_start,
+                remodel_day: None,
+                multiscale_checkpoints: capture::MULTISCALE_CAPTURE_CHECKPOINTS,
+            }
+            .with_waits_from_env()
         }),
         stats: stats.clone(),
     })
