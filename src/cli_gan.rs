@@ -272,12 +272,35 @@ fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn validate(args: &ValidateArgs) -> Result<()> {
+/// Runs `run` with a progress bar fed by its [`ValidationControl`] (`message` names what the
+/// count is of at each stage); the bar is cleared when it returns.
+fn with_validation_progress<T>(
+    message: fn(osteolab::gan::validate::ValidationStage) -> &'static str,
+    run: impl FnOnce(&osteolab::gan::validate::ValidationControl) -> T,
+) -> T {
     use indicatif::{ProgressBar, ProgressStyle};
-    use osteolab::gan::validate::{
-        ValidationControl, ValidationParams, ValidationProgress, ValidationStage,
-        validate as run_validation,
+    use osteolab::gan::validate::{ValidationControl, ValidationProgress};
+
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]")
+            .expect("valid template"),
+    );
+    let progress = |p: &ValidationProgress| {
+        pb.set_length(p.total as u64);
+        pb.set_position(p.done as u64);
+        pb.set_message(message(p.stage));
     };
+    let result = run(&ValidationControl {
+        cancel: None,
+        progress: Some(&progress),
+    });
+    pb.finish_and_clear();
+    result
+}
+
+fn validate(args: &ValidateArgs) -> Result<()> {
+    use osteolab::gan::validate::{ValidationParams, ValidationStage, validate as run_validation};
 
     let generator = Generator::load(&args.weights)?;
     let masks = args.training.load_masks()?;
@@ -290,25 +313,13 @@ fn validate(args: &ValidateArgs) -> Result<()> {
         fe: !args.no_fe,
         dice_stride_voxels: args.dice_stride,
     };
-    let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]")
-            .expect("valid template"),
-    );
-    let progress = |p: &ValidationProgress| {
-        pb.set_length(p.total as u64);
-        pb.set_position(p.done as u64);
-        pb.set_message(match p.stage {
+    let report = with_validation_progress(
+        |stage| match stage {
             ValidationStage::Cubes => "cubes measured (morphometry, S2, L, micro-FE)",
             ValidationStage::Dice => "cubes searched for copies",
-        });
-    };
-    let control = ValidationControl {
-        cancel: None,
-        progress: Some(&progress),
-    };
-    let report = run_validation(&generator, &masks, &params, &control);
-    pb.finish_and_clear();
+        },
+        |control| run_validation(&generator, &masks, &params, control),
+    );
     let report = report.with_context(|| format!("validating {}", args.weights.display()))?;
     let text = serde_json::to_string_pretty(&report)?;
     if let Some(dir) = &args.out {
@@ -334,10 +345,8 @@ fn validate(args: &ValidateArgs) -> Result<()> {
 }
 
 fn calibrate(args: &CalibrateArgs) -> Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
     use osteolab::gan::arch::card_path_for;
     use osteolab::gan::calibrate::{CalibrationParams, calibrate_mask};
-    use osteolab::gan::validate::{ValidationControl, ValidationProgress};
 
     let generator = Generator::load(&args.weights)?;
     let masks = args.training.load_masks()?;
@@ -358,21 +367,10 @@ fn calibrate(args: &CalibrateArgs) -> Result<()> {
             vec![false, true]
         },
     };
-    let pb = ProgressBar::new(0);
-    pb.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} cubes measured [{elapsed_precise}]")
-            .expect("valid template"),
+    let report = with_validation_progress(
+        |_| "cubes measured",
+        |control| calibrate_mask(&generator, &masks, &params, control),
     );
-    let progress = |p: &ValidationProgress| {
-        pb.set_length(p.total as u64);
-        pb.set_position(p.done as u64);
-    };
-    let control = ValidationControl {
-        cancel: None,
-        progress: Some(&progress),
-    };
-    let report = calibrate_mask(&generator, &masks, &params, &control);
-    pb.finish_and_clear();
     let report = report.with_context(|| format!("calibrating {}", args.weights.display()))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     eprintln!("σ (voxels)  fill  RMS rel. diff  Tb.Th   Tb.Sp   Tb.N    Conn.D  DA      SMI");
