@@ -151,6 +151,26 @@ pub struct TrainArgs {
     pub resume: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Start the generator from these exported weights (same architecture) and the
+    /// discriminator from scratch; ignored when --resume finds a checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub init_generator: Option<PathBuf>,
+    /// Steps in which only the discriminator learns (for --init-generator).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub discriminator_warmup: usize,
+    /// Factor on the last layer of the --init-generator weights (saturates a faint output).
+    #[arg(long, default_value_t = 1.0, value_name = "K")]
+    pub init_output_gain: f64,
+    /// Adam's learning rate, for both networks.
+    #[arg(long, default_value_t = 2e-4, value_name = "LR")]
+    pub learning_rate: f64,
+    /// Weight of the slice-fraction loss (0 = off; see `gan::train`).
+    #[arg(long, default_value_t = 0.0, value_name = "LAMBDA")]
+    pub slice_loss_weight: f64,
+    /// Real and generated cubes through the discriminator as two batches, as before
+    /// (its batch norms then hide the field's amplitude from it; see `gan::train`).
+    #[arg(long)]
+    pub separate_discriminator_batches: bool,
 }
 
 pub fn gan(command: &GanCommand) -> Result<()> {
@@ -254,19 +274,32 @@ fn train(args: &TrainArgs) -> Result<()> {
         steps: args.steps,
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
+        joint_discriminator_batch: !args.separate_discriminator_batches,
+        slice_loss_weight: args.slice_loss_weight,
+        discriminator_warmup_steps: args.discriminator_warmup,
+        init_output_gain: args.init_output_gain,
+        learning_rate: args.learning_rate,
         ..Default::default()
     };
     let pb = ProgressBar::new(args.steps as u64);
     pb.set_style(
         ProgressStyle::with_template("{bar:40} step {pos}/{len} {msg}").expect("valid template"),
     );
-    let outcome = train(&data, &params, &args.out, args.resume, None, |p| {
-        pb.set_position(p.step as u64);
-        pb.set_message(format!(
-            "epoch {:.2} · D {:.3} · G {:.3} · {:.1} samples/s · ETA {:.0} s",
-            p.epoch, p.loss_d, p.loss_g, p.samples_per_second, p.eta_seconds
-        ));
-    })?;
+    let outcome = train(
+        &data,
+        &params,
+        &args.out,
+        args.resume,
+        args.init_generator.as_deref(),
+        None,
+        |p| {
+            pb.set_position(p.step as u64);
+            pb.set_message(format!(
+                "epoch {:.2} · D {:.3} · G {:.3} · slices {:.5} · {:.1} samples/s · ETA {:.0} s",
+                p.epoch, p.loss_d, p.loss_g, p.loss_slices, p.samples_per_second, p.eta_seconds
+            ));
+        },
+    )?;
     pb.finish_and_clear();
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(())
