@@ -250,6 +250,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     use osteolab::gan::arch::GeneratorArch;
     use osteolab::gan::train::{TrainParams, TrainingData, train};
+    use std::io::IsTerminal;
 
     let masks = args.training.load_masks()?;
     let description = args
@@ -281,6 +282,9 @@ fn train(args: &TrainArgs) -> Result<()> {
         learning_rate: args.learning_rate,
         ..Default::default()
     };
+    /// Steps between progress lines when stderr is not a terminal.
+    const LOG_EVERY_STEPS: usize = 50;
+    let log_lines = !std::io::stderr().is_terminal();
     let pb = ProgressBar::new(args.steps as u64);
     pb.set_style(
         ProgressStyle::with_template("{bar:40} step {pos}/{len} {msg}").expect("valid template"),
@@ -293,11 +297,19 @@ fn train(args: &TrainArgs) -> Result<()> {
         args.init_generator.as_deref(),
         None,
         |p| {
-            pb.set_position(p.step as u64);
-            pb.set_message(format!(
+            let message = format!(
                 "epoch {:.2} · D {:.3} · G {:.3} · slices {:.5} · {:.1} samples/s · ETA {:.0} s",
                 p.epoch, p.loss_d, p.loss_g, p.loss_slices, p.samples_per_second, p.eta_seconds
-            ));
+            );
+            if log_lines {
+                // The bar draws nothing when stderr is not a terminal (a batch job's log).
+                if p.step % LOG_EVERY_STEPS == 0 || p.step == p.steps {
+                    eprintln!("step {}/{} · {message}", p.step, p.steps);
+                }
+            } else {
+                pb.set_position(p.step as u64);
+                pb.set_message(message);
+            }
         },
     )?;
     pb.finish_and_clear();
