@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use osteolab::gan::Generator;
-use osteolab::volume::save_volume;
+use osteolab::volume::{Volume, VoxelData, save_volume};
 
 #[derive(Subcommand, Debug)]
 pub enum GanCommand {
@@ -91,6 +91,10 @@ pub struct GenerateArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub json: bool,
+    /// Also write each cube's raw generator output (float32, tanh in (−1, 1), before
+    /// smoothing and threshold) as NAME_field.json/.raw, and report its percentiles.
+    #[arg(long)]
+    pub field: bool,
 }
 
 #[derive(Args, Debug)]
@@ -198,17 +202,33 @@ fn generate(args: &GenerateArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut written = Vec::new();
     let mut timings = Vec::new();
+    let mut field_values = Vec::new();
     for index in 0..args.count {
         let t = Instant::now();
-        let mask = generator.generate_mask(args.seed, index, bv_tv)?;
+        let field = generator.generate(args.seed, index);
+        let mask = generator.field_to_mask(&field, bv_tv)?;
         timings.push(t.elapsed().as_secs_f64());
-        let path = args
-            .out
-            .join(format!("recongan_seed{}_{index:03}.json", args.seed));
+        let name = format!("recongan_seed{}_{index:03}", args.seed);
+        let path = args.out.join(format!("{name}.json"));
         save_volume(&mask.to_volume(), &path)?;
+        if args.field {
+            field_values.extend_from_slice(&field);
+            let volume = Volume {
+                grid: mask.grid,
+                data: VoxelData::F32(field),
+            };
+            save_volume(&volume, &args.out.join(format!("{name}_field.json")))?;
+        }
         let achieved = mask.bv_tv();
         written.push((path, achieved));
     }
+    // Percentiles of the raw output over all cubes (nearest rank).
+    field_values.sort_unstable_by(f32::total_cmp);
+    let field_percentiles = (!field_values.is_empty()).then(|| {
+        let at =
+            |q: f64| field_values[((q / 100.0) * (field_values.len() - 1) as f64).round() as usize];
+        json!({"p1": at(1.0), "p10": at(10.0), "p50": at(50.0), "p90": at(90.0), "p99": at(99.0)})
+    });
     if args.json {
         println!(
             "{}",
@@ -218,6 +238,7 @@ fn generate(args: &GenerateArgs) -> Result<()> {
                 "voxel_size_mm": card.voxel_size_mm,
                 "bv_tv_target": bv_tv,
                 "cubes": written.iter().map(|(p, b)| json!({"path": p.display().to_string(), "bv_tv": b})).collect::<Vec<_>>(),
+                "field_percentiles": field_percentiles,
                 "seconds_per_cube": timings.iter().sum::<f64>() / timings.len() as f64,
                 "seconds": t0.elapsed().as_secs_f64(),
             }))?
@@ -225,6 +246,9 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     } else {
         for (p, b) in &written {
             println!("wrote {} (BV/TV {b:.3})", p.display());
+        }
+        if let Some(f) = &field_percentiles {
+            println!("raw generator output, percentiles 1/10/50/90/99: {f}");
         }
         println!(
             "{} cube(s) of {}³ at {} mm in {:.2} s",

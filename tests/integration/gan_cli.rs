@@ -74,6 +74,56 @@ fn gan_generate_is_deterministic_and_hits_the_bv_tv() {
     assert_ne!(first, second, "different cubes of one seed differ");
 }
 
+/// `--field` writes each cube's raw tanh output beside its mask, the mask is the field's
+/// high end (a higher mean over bone than over marrow), and the percentiles are ordered.
+#[test]
+fn gan_generate_writes_the_raw_field_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = random_generator(dir.path());
+    let out = dir.path().join("f");
+    let o = run(&[
+        "gan",
+        "generate",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--count",
+        "1",
+        "--bv-tv",
+        "0.3",
+        "--field",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &report["field_percentiles"];
+    let q = |k: &str| p[k].as_f64().unwrap();
+    assert!(-1.0 < q("p1") && q("p1") <= q("p50") && q("p50") <= q("p99") && q("p99") < 1.0);
+    let raw = std::fs::read(out.join("recongan_seed0_000_field.raw")).unwrap();
+    assert_eq!(raw.len(), 4 * 32 * 32 * 32);
+    let field: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let mask = std::fs::read(out.join("recongan_seed0_000.raw")).unwrap();
+    let mean_where = |value: u8| {
+        let v: Vec<f64> = field
+            .iter()
+            .zip(&mask)
+            .filter(|(_, m)| **m == value)
+            .map(|(f, _)| *f as f64)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (bone, marrow) = (mean_where(255), mean_where(0));
+    assert!(bone > marrow, "mean field: bone {bone}, marrow {marrow}");
+}
+
 #[test]
 fn gan_generate_reports_a_bad_weights_file_by_name() {
     let dir = tempfile::tempdir().unwrap();
