@@ -5,7 +5,7 @@ use osteolab::gan::arch::{GeneratorArch, GeneratorCard};
 use osteolab::gan::weights::random_safetensors;
 use serde_json::Value;
 
-use crate::common::run;
+use crate::common::{run, run_json};
 
 fn random_generator(dir: &std::path::Path) -> std::path::PathBuf {
     let arch = GeneratorArch {
@@ -24,28 +24,20 @@ fn random_generator(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// `osteolab gan generate --weights W ARGS... --out OUT --json`, which must succeed; its JSON.
+fn generate_json(weights: &std::path::Path, out: &std::path::Path, args: &[&str]) -> Value {
+    let mut all = vec!["gan", "generate", "--weights", weights.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", out.to_str().unwrap(), "--json"]);
+    run_json(&all)
+}
+
 fn generate(weights: &std::path::Path, out: &std::path::Path, seed: &str) -> Value {
-    let o = run(&[
-        "gan",
-        "generate",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--seed",
-        seed,
-        "--count",
-        "2",
-        "--bv-tv",
-        "0.3",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    generate_json(
+        weights,
+        out,
+        &["--seed", seed, "--count", "2", "--bv-tv", "0.3"],
+    )
 }
 
 #[test]
@@ -81,26 +73,11 @@ fn gan_generate_writes_the_raw_field_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let weights = random_generator(dir.path());
     let out = dir.path().join("f");
-    let o = run(&[
-        "gan",
-        "generate",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--count",
-        "1",
-        "--bv-tv",
-        "0.3",
-        "--field",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
+    let report = generate_json(
+        &weights,
+        &out,
+        &["--count", "1", "--bv-tv", "0.3", "--field"],
     );
-    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     let p = &report["field_percentiles"];
     let q = |k: &str| p[k].as_f64().unwrap();
     assert!(-1.0 < q("p1") && q("p1") <= q("p50") && q("p50") <= q("p99") && q("p99") < 1.0);
