@@ -561,7 +561,7 @@ struct FeOutcome {
 }
 
 /// BV/TV of the sparsest slice normal to z, the load axis of the micro-FE. Under axial
-/// load the slices act in series, so this slice bounds the cube's stiffness: a cube whose
+/// load the slices act in series, so this slice limits the cube's stiffness: a cube whose
 /// sparsest slice holds half the bone of another's is much softer at the same BV/TV.
 pub fn sparsest_load_slice_bv_tv(mask: &BoneMask) -> f64 {
     let d = mask.dims();
