@@ -175,6 +175,10 @@ pub struct TrainArgs {
     /// (its batch norms then hide the field's amplitude from it; see `gan::train`).
     #[arg(long)]
     pub separate_discriminator_batches: bool,
+    /// Spectral normalisation of the discriminator's convolutions instead of batch norm
+    /// (Miyato et al. 2018; see `gan::train`).
+    #[arg(long)]
+    pub spectral_norm: bool,
 }
 
 pub fn gan(command: &GanCommand) -> Result<()> {
@@ -273,7 +277,7 @@ fn train(_: &TrainArgs) -> Result<()> {
 fn train(args: &TrainArgs) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     use osteolab::gan::arch::GeneratorArch;
-    use osteolab::gan::train::{TrainParams, TrainingData, train};
+    use osteolab::gan::train::{DiscriminatorNorm, TrainParams, TrainingData, train};
     use std::io::IsTerminal;
 
     let masks = args.training.load_masks()?;
@@ -304,6 +308,11 @@ fn train(args: &TrainArgs) -> Result<()> {
         discriminator_warmup_steps: args.discriminator_warmup,
         init_output_gain: args.init_output_gain,
         learning_rate: args.learning_rate,
+        discriminator_norm: if args.spectral_norm {
+            DiscriminatorNorm::Spectral
+        } else {
+            DiscriminatorNorm::Batch
+        },
         ..Default::default()
     };
     /// Steps between progress lines when stderr is not a terminal.

@@ -6,7 +6,8 @@
 //!   so the exported safetensors file runs unchanged in the pure-Rust generator.
 //! - **Discriminator.** The mirror image: 3-D convolutions (kernel 4, stride 2, padding 1)
 //!   down to 4³ with LeakyReLU(0.2), batch norm on all but the first layer, then a 4³
-//!   convolution to one logit.
+//!   convolution to one logit. With `discriminator_norm` = spectral, every convolution is
+//!   spectrally normalised instead (Miyato et al. 2018) and D has no batch norm at all.
 //! - **Stabilisers**, the DCGAN recipe: Adam with lr 2e-4 and β₁ = 0.5, weights initialised
 //!   N(0, 0.02), one-sided label smoothing (real label 0.9; Salimans et al. 2016), and the
 //!   non-saturating generator loss −log D(G(z)).
@@ -106,6 +107,24 @@ pub struct TrainParams {
     /// saturated one with the same zero crossings (see the module docs).
     #[serde(default = "unit_gain")]
     pub init_output_gain: f64,
+    /// How the discriminator's layers are normalised. Checkpoints written before this field
+    /// existed used batch norm.
+    #[serde(default)]
+    pub discriminator_norm: DiscriminatorNorm,
+}
+
+/// The normalisation of the discriminator's convolutions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscriminatorNorm {
+    /// Batch norm after every convolution but the first and the last (DCGAN).
+    #[default]
+    Batch,
+    /// Spectral normalisation of every convolution and no batch norm (Miyato et al. 2018,
+    /// ICLR, arXiv:1802.05957): each weight is divided by an estimate of its largest
+    /// singular value, one power iteration per training pass. D is then 1-Lipschitz per
+    /// layer and, without batch statistics, sees each cube on its own.
+    Spectral,
 }
 
 fn unit_gain() -> f64 {
@@ -127,6 +146,7 @@ impl Default for TrainParams {
             slice_loss_weight: 0.0,
             discriminator_warmup_steps: 0,
             init_output_gain: 1.0,
+            discriminator_norm: DiscriminatorNorm::Batch,
         }
     }
 }
@@ -270,65 +290,156 @@ impl TchGenerator {
     }
 }
 
-/// The DCGAN discriminator (see the module documentation).
-pub struct TchDiscriminator {
-    convs: Vec<(nn::Conv3D, Option<nn::BatchNorm>)>,
-    last: nn::Conv3D,
+/// One convolution of the discriminator with its normalisation.
+struct DiscriminatorLayer {
+    conv: nn::Conv3D,
+    stride: i64,
+    padding: i64,
+    batch_norm: Option<nn::BatchNorm>,
+    /// The left singular vector estimate of spectral normalisation (a non-trainable
+    /// variable, so that checkpoints keep it).
+    spectral_u: Option<Tensor>,
 }
 
-impl TchDiscriminator {
-    pub fn new(root: &nn::Path, arch: &GeneratorArch) -> Result<Self, TrainError> {
-        let n = layer_count(arch)?;
-        let mut convs = Vec::with_capacity(n - 1);
-        let mut c_in = 1i64;
-        for i in 1..n {
-            let c_out = (arch.base_channels << (i - 1)) as i64;
-            let conv = nn::conv3d(
-                root / format!("conv{i}"),
-                c_in,
-                c_out,
-                4,
-                nn::ConvConfig {
-                    stride: 2,
-                    padding: 1,
-                    bias: false,
-                    ws_init: normal_init(),
-                    ..Default::default()
-                },
-            );
-            let bn = (i > 1)
-                .then(|| nn::batch_norm3d(root / format!("bn{i}"), c_out, Default::default()));
-            convs.push((conv, bn));
-            c_in = c_out;
-        }
-        let last = nn::conv3d(
-            root / format!("conv{n}"),
+impl DiscriminatorLayer {
+    fn new(
+        root: &nn::Path,
+        i: usize,
+        (c_in, c_out): (i64, i64),
+        (stride, padding): (i64, i64),
+        last: bool,
+        norm: DiscriminatorNorm,
+    ) -> Self {
+        let conv = nn::conv3d(
+            root / format!("conv{i}"),
             c_in,
-            1,
+            c_out,
             4,
             nn::ConvConfig {
-                stride: 1,
-                padding: 0,
-                bias: true,
+                stride,
+                padding,
+                bias: last,
                 ws_init: normal_init(),
                 ..Default::default()
             },
         );
-        Ok(Self { convs, last })
+        let (batch_norm, spectral_u) = match norm {
+            DiscriminatorNorm::Batch => (
+                (i > 1 && !last)
+                    .then(|| nn::batch_norm3d(root / format!("bn{i}"), c_out, Default::default())),
+                None,
+            ),
+            DiscriminatorNorm::Spectral => {
+                let u = root.zeros_no_train(&format!("sn{i}_u"), &[c_out]);
+                tch::no_grad(|| {
+                    let start = unit(&Tensor::randn([c_out], (Kind::Float, u.device())));
+                    u.shallow_clone().copy_(&start);
+                });
+                (None, Some(u))
+            }
+        };
+        Self {
+            conv,
+            stride,
+            padding,
+            batch_norm,
+            spectral_u,
+        }
     }
 
-    /// `x`: [B, 1, S, S, S] → logits [B].
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = x.shallow_clone();
-        for (conv, bn) in &self.convs {
-            h = h.apply(conv);
-            if let Some(bn) = bn {
-                h = h.apply_t(bn, train);
+    /// The weight the convolution applies: as stored, or divided by its spectral norm
+    /// σ = uᵀ W v, where W is the weight as a [c_out, c_in·4³] matrix and u, v come from one
+    /// power iteration (in training) on the stored u. The gradient flows through W in σ,
+    /// not through u and v (Miyato et al. 2018, Algorithm 1).
+    fn weight(&self, train: bool) -> Tensor {
+        let Some(u) = &self.spectral_u else {
+            return self.conv.ws.shallow_clone();
+        };
+        let w = &self.conv.ws;
+        let matrix = w.reshape([w.size()[0], -1]);
+        let (u, v) = tch::no_grad(|| {
+            let m = matrix.detach();
+            let mut v = unit(&m.tr().mv(u));
+            if train {
+                u.shallow_clone().copy_(&unit(&m.mv(&v)));
+                v = unit(&m.tr().mv(u));
             }
+            (u.detach().copy(), v)
+        });
+        let sigma = u.dot(&matrix.mv(&v));
+        w / sigma
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let (s, p) = (self.stride, self.padding);
+        let h = x.conv3d(
+            &self.weight(train),
+            self.conv.bs.as_ref(),
+            [s, s, s],
+            [p, p, p],
+            [1, 1, 1],
+            1,
+        );
+        match &self.batch_norm {
+            Some(bn) => h.apply_t(bn, train),
+            None => h,
+        }
+    }
+}
+
+/// `x / |x|`.
+fn unit(x: &Tensor) -> Tensor {
+    x / (x.norm() + 1e-12)
+}
+
+/// The DCGAN discriminator (see the module documentation).
+pub struct TchDiscriminator {
+    layers: Vec<DiscriminatorLayer>,
+}
+
+impl TchDiscriminator {
+    pub fn new(
+        root: &nn::Path,
+        arch: &GeneratorArch,
+        norm: DiscriminatorNorm,
+    ) -> Result<Self, TrainError> {
+        let n = layer_count(arch)?;
+        let mut layers = Vec::with_capacity(n);
+        let mut c_in = 1i64;
+        for i in 1..n {
+            let c_out = (arch.base_channels << (i - 1)) as i64;
+            layers.push(DiscriminatorLayer::new(
+                root,
+                i,
+                (c_in, c_out),
+                (2, 1),
+                false,
+                norm,
+            ));
+            c_in = c_out;
+        }
+        layers.push(DiscriminatorLayer::new(
+            root,
+            n,
+            (c_in, 1),
+            (1, 0),
+            true,
+            norm,
+        ));
+        Ok(Self { layers })
+    }
+
+    /// `x`: [B, 1, S, S, S] → logits [B]. In training, spectral normalisation advances its
+    /// power iteration by one step.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let (last, hidden) = self.layers.split_last().expect("at least two layers");
+        let mut h = x.shallow_clone();
+        for layer in hidden {
+            h = layer.forward_t(&h, train);
             // LeakyReLU(0.2) = max(x, 0.2 x).
             h = h.maximum(&(&h * 0.2));
         }
-        h.apply(&self.last).reshape([-1])
+        last.forward_t(&h, train).reshape([-1])
     }
 }
 
@@ -558,7 +669,8 @@ pub fn train(
     let mut g_vs = nn::VarStore::new(device);
     let mut d_vs = nn::VarStore::new(device);
     let generator = TchGenerator::new(&g_vs.root(), &params.arch)?;
-    let discriminator = TchDiscriminator::new(&d_vs.root(), &params.arch)?;
+    let discriminator =
+        TchDiscriminator::new(&d_vs.root(), &params.arch, params.discriminator_norm)?;
     let mut sampler = SplitMix64::new(params.seed ^ 0x005E_ED0F_DA7A);
     let mut start = 0usize;
     let ckpt = checkpoint_dir(out);
@@ -671,7 +783,15 @@ pub fn train(
         d_opt.backward_step(&loss_d);
         // Generator: non-saturating loss, fake → 1, plus the slice-fraction loss.
         let ones = Tensor::ones([b], (Kind::Float, device));
-        let loss_adversarial = logits(&fake).1.binary_cross_entropy_with_logits::<Tensor>(
+        // Only batch norm over one joint batch needs the real half again for D's statistics.
+        let fake_logits = if params.joint_discriminator_batch
+            && params.discriminator_norm == DiscriminatorNorm::Batch
+        {
+            logits(&fake).1
+        } else {
+            discriminator.forward_t(&fake, true)
+        };
+        let loss_adversarial = fake_logits.binary_cross_entropy_with_logits::<Tensor>(
             &ones,
             None,
             None,
@@ -741,6 +861,7 @@ pub fn train(
                 "slice_loss_weight": params.slice_loss_weight,
                 "discriminator_warmup_steps": params.discriminator_warmup_steps,
                 "init_output_gain": params.init_output_gain,
+                "discriminator_norm": params.discriminator_norm,
                 "init_generator": init_generator.map(|p| p.display().to_string()),
                 "epochs": last.map(|p| p.epoch),
                 "final_loss_d": last.map(|p| p.loss_d),
@@ -913,7 +1034,7 @@ mod tests {
         tch::manual_seed(5);
         let arch = tiny().arch;
         let vs = nn::VarStore::new(Device::Cpu);
-        let d = TchDiscriminator::new(&vs.root(), &arch).unwrap();
+        let d = TchDiscriminator::new(&vs.root(), &arch, DiscriminatorNorm::Batch).unwrap();
         let s = arch.size as i64;
         let real = Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu)).sign();
         let faint = &real * 0.5;
@@ -930,6 +1051,112 @@ mod tests {
             separate < 0.1 * joint,
             "logit change at half amplitude: {separate:e} in two batches, {joint:e} in one"
         );
+    }
+
+    /// Spectral normalisation (Miyato et al. 2018): after enough training passes the power
+    /// iteration has converged, and every convolution's weight, as a [c_out, c_in·4³]
+    /// matrix, has largest singular value 1 (to 1 %); σ = uᵀWv never exceeds the true
+    /// largest singular value, so the normalised weight's is never below 1.
+    #[test]
+    fn spectral_normalisation_gives_every_convolution_unit_largest_singular_value() {
+        tch::manual_seed(3);
+        let arch = tiny().arch;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = TchDiscriminator::new(&vs.root(), &arch, DiscriminatorNorm::Spectral).unwrap();
+        let s = arch.size as i64;
+        let x = Tensor::randn([2, 1, s, s, s], (Kind::Float, Device::Cpu));
+        let largest = |layer: &DiscriminatorLayer| {
+            let w = layer.weight(false).to_kind(Kind::Double);
+            let m = w.reshape([w.size()[0], -1]);
+            // The largest singular value is the square root of W Wᵀ's largest eigenvalue.
+            m.matmul(&m.tr())
+                .linalg_eigvalsh("L")
+                .max()
+                .double_value(&[])
+                .sqrt()
+        };
+        for layer in &d.layers {
+            assert!(largest(layer) >= 1.0 - 1e-5);
+        }
+        for _ in 0..200 {
+            let _ = d.forward_t(&x, true);
+        }
+        for (i, layer) in d.layers.iter().enumerate() {
+            let sv = largest(layer);
+            assert!(
+                (sv - 1.0).abs() < 0.01,
+                "layer {i}: largest singular value {sv}"
+            );
+            assert!(layer.batch_norm.is_none());
+        }
+        // Batch norm keeps its layers and has no power iteration.
+        let d =
+            TchDiscriminator::new(&(vs.root() / "bn"), &arch, DiscriminatorNorm::Batch).unwrap();
+        assert!(d.layers.iter().all(|l| l.spectral_u.is_none()));
+        assert_eq!(
+            d.layers.iter().filter(|l| l.batch_norm.is_some()).count(),
+            d.layers.len() - 2
+        );
+    }
+
+    /// Without batch statistics a spectrally normalised D scores each cube on its own: one
+    /// batch or two give the same logits, and a field at half its amplitude scores
+    /// differently (unlike the batch-norm D in two batches, above).
+    #[test]
+    fn spectral_norm_discriminator_sees_the_field_amplitude_in_separate_batches() {
+        tch::manual_seed(5);
+        let arch = tiny().arch;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = TchDiscriminator::new(&vs.root(), &arch, DiscriminatorNorm::Spectral).unwrap();
+        let s = arch.size as i64;
+        let real = Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu)).sign();
+        let faint = &real * 0.5;
+        let (l_real, l_faint) = (d.forward_t(&real, false), d.forward_t(&faint, false));
+        let both = d.forward_t(&Tensor::cat(&[&real, &faint], 0), false);
+        let max_abs = |t: Tensor| t.abs().max().double_value(&[]);
+        let batch_effect =
+            max_abs(both.narrow(0, 0, 4) - &l_real).max(max_abs(both.narrow(0, 4, 4) - &l_faint));
+        let amplitude_effect = max_abs(&l_real - &l_faint);
+        assert!(batch_effect < 1e-5, "batch effect {batch_effect:e}");
+        assert!(
+            amplitude_effect > 1e3 * batch_effect.max(1e-9),
+            "logit change at half amplitude {amplitude_effect:e}"
+        );
+    }
+
+    /// A spectrally normalised run checkpoints its power-iteration vectors with the weights,
+    /// resumes from them, and the card says which discriminator trained the generator.
+    #[test]
+    fn spectral_norm_training_resumes_from_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = data();
+        let params = TrainParams {
+            discriminator_norm: DiscriminatorNorm::Spectral,
+            ..tiny()
+        };
+        train(&data, &params, dir.path(), false, None, None, |_| {}).unwrap();
+        let saved = nn::VarStore::new(Device::Cpu);
+        let names: Vec<String> = {
+            let mut vs = saved;
+            let _ = TchDiscriminator::new(&vs.root(), &params.arch, params.discriminator_norm);
+            vs.load(dir.path().join("checkpoint/discriminator.safetensors"))
+                .unwrap();
+            vs.variables().into_keys().collect()
+        };
+        assert!(names.iter().any(|n| n.ends_with("_u")), "{names:?}");
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("generator.json")).unwrap())
+                .unwrap();
+        assert_eq!(card["training"]["discriminator_norm"], "spectral");
+        let more = TrainParams { steps: 6, ..params };
+        let mut resumed = Vec::new();
+        let outcome = train(&data, &more, dir.path(), true, None, None, |p| {
+            assert!(p.loss_d.is_finite() && p.loss_g.is_finite());
+            resumed.push(p.step)
+        })
+        .unwrap();
+        assert_eq!(outcome.resumed_from_step, 4);
+        assert_eq!(resumed, vec![5, 6]);
     }
 
     /// Fine-tuning starts from the exported generator: with the discriminator warming up for
