@@ -179,6 +179,9 @@ pub struct TrainArgs {
     /// (Miyato et al. 2018; see `gan::train`).
     #[arg(long)]
     pub spectral_norm: bool,
+    /// Do not mirror training cubes along z (the earlier training; see `gan::train`).
+    #[arg(long)]
+    pub no_z_flip: bool,
 }
 
 pub fn gan(command: &GanCommand) -> Result<()> {
@@ -313,6 +316,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         } else {
             DiscriminatorNorm::Batch
         },
+        flip_z: !args.no_z_flip,
         ..Default::default()
     };
     /// Steps between progress lines when stderr is not a terminal.

@@ -7,7 +7,11 @@
 //!   training mean, with islands removed). `real_count` sub-cubes of the same edge drawn from the training masks exactly as
 //!   the trainer draws them (`super::train`): a mask chosen uniformly, a uniform offset, and
 //!   one of the eight in-plane symmetries (quarter turns about z, the loading axis, and flips
-//!   in x and y), from a [`SplitMix64`] stream seeded by `seed`. Real sub-cubes are used as
+//!   in x and y), from a [`SplitMix64`] stream seeded by `seed`. The trainer's mirror in z is
+//!   not drawn: every compared quantity is unchanged by it (morphometry, S2 and L averaged
+//!   over both directions, the sparsest slice, and the modulus between two identical
+//!   platens), and leaving it out keeps the real cubes of a seed as they were before the
+//!   trainer had it. Real sub-cubes are used as
 //!   cut, with whatever fragments the crop leaves, because that is what the generator learned
 //!   from.
 //! - **Per cube.** Morphometry ([`crate::morph::morphometry`]: BV/TV, Tb.Th, Tb.Sp, Tb.N,
@@ -19,8 +23,9 @@
 //!   modulus is 0 MPa and it is counted.
 //! - **Copies.** For every generated cube the best Dice coefficient `2|A∩B| / (|A| + |B|)`
 //!   (Dice 1945, Ecology 26:297) against every training sub-cube: all offsets of every
-//!   training mask on a grid of `dice_stride_voxels` (1 = every offset), each under the eight
-//!   symmetries the training applied. Bit-packed rows, AND and popcount.
+//!   training mask on a grid of `dice_stride_voxels` (1 = every offset), each under the
+//!   sixteen symmetries the training applies (the eight in-plane ones, each with and without
+//!   a mirror in z). Bit-packed rows, AND and popcount.
 //! - **Targets** (issue 4): the mean of each morphometric index and of the modulus within
 //!   10 % of the real mean; the RMS difference of the mean S2 curves over `r = 0..=max_r` at
 //!   most 0.01; best Dice below 0.9; and at least 64 cubes of each kind. The lineal-path
@@ -143,39 +148,50 @@ impl ValidationControl<'_> {
     }
 }
 
-/// An in-plane symmetry of the square applied to a cube, as the trainer applies it: cube
-/// voxel `(x, y, z)` is source voxel `(u, v, z)` where `(u, v)` is `(x, y)` turned
+/// A symmetry of the cube that keeps the z axis, as the trainer applies it: cube voxel
+/// `(x, y, z)` is source voxel `(u, v, w)` where `(u, v)` is `(x, y)` turned
 /// `quarter_turns` times by `(u, v) ← (s − 1 − v, u)`, then mirrored in u if `flip_x` and in
-/// v if `flip_y`.
+/// v if `flip_y`, and `w` is `z` mirrored if `flip_z`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Symmetry {
     pub quarter_turns: u8,
     pub flip_x: bool,
     pub flip_y: bool,
+    pub flip_z: bool,
 }
 
 impl Symmetry {
-    /// The eight distinct elements (four turns, each with and without a mirror).
-    pub fn all() -> [Symmetry; 8] {
+    /// The sixteen distinct elements: four turns, each with and without a mirror in the
+    /// plane, each with and without a mirror in z.
+    pub fn all() -> [Symmetry; 16] {
         std::array::from_fn(|k| Symmetry {
             quarter_turns: (k % 4) as u8,
-            flip_x: k >= 4,
+            flip_x: k % 8 >= 4,
             flip_y: false,
+            flip_z: k >= 8,
         })
     }
 
-    /// The symmetry undoing this one: `inverse().source(source(p)) = p`.
+    /// The symmetry undoing this one: `inverse().source(source(p)) = p`. The mirror in z
+    /// commutes with the in-plane part and undoes itself.
     pub fn inverse(&self) -> Symmetry {
         let s = 3;
         *Symmetry::all()
             .iter()
             .find(|t| {
-                (0..s * s).all(|i| {
-                    let (u, v) = self.source(i % s, i / s, s);
-                    t.source(u, v, s) == (i % s, i / s)
-                })
+                t.flip_z == self.flip_z
+                    && (0..s * s).all(|i| {
+                        let (u, v) = self.source(i % s, i / s, s);
+                        t.source(u, v, s) == (i % s, i / s)
+                    })
             })
-            .expect("the eight symmetries form a group")
+            .expect("the sixteen symmetries form a group")
+    }
+
+    /// The source layer `w` of cube layer `z` in a cube of edge `s`.
+    #[inline]
+    pub fn source_z(&self, z: usize, s: usize) -> usize {
+        if self.flip_z { s - 1 - z } else { z }
     }
 
     /// The source `(u, v)` of cube position `(x, y)` in a cube of edge `s`.
@@ -229,6 +245,7 @@ pub fn sample_real_cubes(
                     quarter_turns: turns as u8,
                     flip_x,
                     flip_y,
+                    flip_z: false,
                 },
             }
         })
@@ -245,7 +262,8 @@ pub fn extract_cube(mask: &BoneMask, cube: &RealCube, size: usize) -> BoneMask {
     };
     BoneMask::from_fn(grid, |x, y, z| {
         let (u, v) = cube.symmetry.source(x, y, size);
-        mask.voxels[d.index(ox + u, oy + v, oz + z)]
+        let w = cube.symmetry.source_z(z, size);
+        mask.voxels[d.index(ox + u, oy + v, oz + w)]
     })
 }
 
@@ -910,11 +928,12 @@ fn pack_cube(mask: &BoneMask, symmetry: Symmetry) -> Vec<u64> {
     let w = row_words(s);
     let mut out = vec![0u64; s * s * w];
     for z in 0..s {
+        let source_z = symmetry.source_z(z, s);
         for y in 0..s {
             let row = &mut out[(z * s + y) * w..][..w];
             for x in 0..s {
                 let (u, v) = symmetry.source(x, y, s);
-                if mask.get(u, v, z) {
+                if mask.get(u, v, source_z) {
                     row[x / 64] |= 1 << (x % 64);
                 }
             }
@@ -1002,7 +1021,7 @@ impl PackedTraining {
     }
 
     fn candidates(&self) -> usize {
-        self.offsets.iter().map(Vec::len).product::<usize>() * 8
+        self.offsets.iter().map(Vec::len).product::<usize>() * Symmetry::all().len()
     }
 }
 
@@ -1011,7 +1030,7 @@ fn and_popcount(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x & y).count_ones()).sum()
 }
 
-/// The best `(dice, training sub-cube)` of one generated cube `G`, its eight symmetric views
+/// The best `(dice, training sub-cube)` of one generated cube `G`, its sixteen symmetric views
 /// `G ∘ σ_k` ([`Symmetry::all`]) packed in `views`. View `k` equal to the plain crop at `o`
 /// means `G` is that crop seen through `σ_k⁻¹`, which is what is reported.
 #[inline(always)]
@@ -1091,7 +1110,7 @@ fn best_match(
 }
 
 /// For each generated cube the best Dice against every training sub-cube on the offset grid
-/// under the eight symmetries.
+/// under the sixteen symmetries.
 fn copy_search(
     generated: &[&BoneMask],
     masks: &[BoneMask],
@@ -1178,35 +1197,47 @@ mod tests {
         assert_eq!(mask.count(), 6);
     }
 
-    /// The eight symmetries are distinct maps of the square, and the same ones the trainer's
-    /// 16 (turns, flip x, flip y) draws produce.
+    /// The sixteen symmetries are distinct maps of the cube, each undone by its inverse, and
+    /// the same ones the trainer's 32 (turns, flip x, flip y, flip z) draws produce.
     #[test]
-    fn the_eight_symmetries_are_the_trainers_group() {
+    fn the_sixteen_symmetries_are_the_trainers_group() {
         let s = 5;
-        let image = |sym: Symmetry| -> Vec<(usize, usize)> {
-            (0..s * s).map(|i| sym.source(i % s, i / s, s)).collect()
+        let image = |sym: Symmetry| -> Vec<(usize, usize, usize)> {
+            (0..s * s * s)
+                .map(|i| {
+                    let (u, v) = sym.source(i % s, (i / s) % s, s);
+                    (u, v, sym.source_z(i / (s * s), s))
+                })
+                .collect()
         };
         let ours: Vec<_> = Symmetry::all().iter().map(|&m| image(m)).collect();
-        for i in 0..8 {
+        for i in 0..16 {
             for j in 0..i {
                 assert_ne!(ours[i], ours[j], "symmetries {i} and {j} coincide");
             }
         }
-        for s in Symmetry::all() {
-            for i in 0..25 {
-                let (u, v) = s.source(i % 5, i / 5, 5);
-                assert_eq!(s.inverse().source(u, v, 5), (i % 5, i / 5));
+        for sym in Symmetry::all() {
+            let inverse = sym.inverse();
+            for i in 0..s * s * s {
+                let p = (i % s, (i / s) % s, i / (s * s));
+                let (u, v) = sym.source(p.0, p.1, s);
+                let w = sym.source_z(p.2, s);
+                let (x, y) = inverse.source(u, v, s);
+                assert_eq!((x, y, inverse.source_z(w, s)), p);
             }
         }
         for turns in 0..4u8 {
             for flip_x in [false, true] {
                 for flip_y in [false, true] {
-                    let m = image(Symmetry {
-                        quarter_turns: turns,
-                        flip_x,
-                        flip_y,
-                    });
-                    assert!(ours.contains(&m), "{turns} {flip_x} {flip_y}");
+                    for flip_z in [false, true] {
+                        let m = image(Symmetry {
+                            quarter_turns: turns,
+                            flip_x,
+                            flip_y,
+                            flip_z,
+                        });
+                        assert!(ours.contains(&m), "{turns} {flip_x} {flip_y} {flip_z}");
+                    }
                 }
             }
         }
@@ -1215,27 +1246,28 @@ mod tests {
     /// Problem: the copy search must find a training sub-cube that is a generated cube. A
     /// 40³ noise volume is the training mask; two "generated" cubes are its 16³ sub-cubes at
     /// (7, 13, 21) turned once and mirrored, and at (22, 2, 9) turned three times (not its
-    /// own inverse), between two noise cubes. With stride 1 the search must return Dice 1
+    /// own inverse) and mirrored in z, between two noise cubes. With stride 1 the search must return Dice 1
     /// for both (tolerance 1e-12) and report a sub-cube equal to the planted one. With
     /// stride 4 both offsets are off the grid and the best is a chance overlap, about φ.
     #[test]
     fn copy_search_finds_a_planted_copy_under_a_symmetry() {
         let training = noise(40, 1, 0.3);
-        let sym = |quarter_turns, flip_x| Symmetry {
+        let sym = |quarter_turns, flip_x, flip_z| Symmetry {
             quarter_turns,
             flip_x,
             flip_y: false,
+            flip_z,
         };
         let planted = [
             RealCube {
                 volume: 0,
                 offset: [7, 13, 21],
-                symmetry: sym(1, true),
+                symmetry: sym(1, true, false),
             },
             RealCube {
                 volume: 0,
                 offset: [22, 2, 9],
-                symmetry: sym(3, false),
+                symmetry: sym(3, false, true),
             },
         ];
         let copies = planted.map(|c| extract_cube(&training, &c, 16));
@@ -1254,7 +1286,7 @@ mod tests {
         assert_eq!(found, copies[i / 2]);
         assert!((dice(generated[i], &found) - 1.0).abs() < 1e-12);
         assert!(!s.pass);
-        assert_eq!(s.candidates_per_cube, 25 * 25 * 25 * 8);
+        assert_eq!(s.candidates_per_cube, 25 * 25 * 25 * 16);
         for i in [0, 2] {
             assert!(s.per_cube[i] < 0.5, "noise cube {i}: {}", s.per_cube[i]);
         }
@@ -1404,7 +1436,7 @@ mod tests {
         assert!((m.bv_tv.generated.mean - 0.3).abs() < 0.02);
         assert_eq!(r.s2.r.len(), 13);
         assert_eq!(r.dice.per_cube.len(), 4);
-        assert_eq!(r.dice.candidates_per_cube, 17 * 17 * 17 * 8);
+        assert_eq!(r.dice.candidates_per_cube, 17 * 17 * 17 * 16);
         assert!(r.dice.best < 1.0 && r.dice.best > 0.0);
         let fe = r.fe.unwrap();
         assert_eq!(fe.bc, "axial-free");
