@@ -171,14 +171,15 @@ pub struct TrainArgs {
     /// Weight of the slice-fraction loss (0 = off; see `gan::train`).
     #[arg(long, default_value_t = 0.0, value_name = "LAMBDA")]
     pub slice_loss_weight: f64,
-    /// Real and generated cubes through the discriminator as two batches, as before
-    /// (its batch norms then hide the field's amplitude from it; see `gan::train`).
+    /// With --batch-norm-discriminator: real and generated cubes through the discriminator
+    /// as two batches, as before (its batch norms then hide the field's amplitude from it;
+    /// see `gan::train`).
     #[arg(long)]
     pub separate_discriminator_batches: bool,
-    /// Spectral normalisation of the discriminator's convolutions instead of batch norm
-    /// (Miyato et al. 2018; see `gan::train`).
+    /// Batch norm in the discriminator, as before 2026-11-25, instead of spectral
+    /// normalisation (Miyato et al. 2018; see `gan::train`).
     #[arg(long)]
-    pub spectral_norm: bool,
+    pub batch_norm_discriminator: bool,
     /// Do not mirror training cubes along z (the earlier training; see `gan::train`).
     #[arg(long)]
     pub no_z_flip: bool,
@@ -311,10 +312,10 @@ fn train(args: &TrainArgs) -> Result<()> {
         discriminator_warmup_steps: args.discriminator_warmup,
         init_output_gain: args.init_output_gain,
         learning_rate: args.learning_rate,
-        discriminator_norm: if args.spectral_norm {
-            DiscriminatorNorm::Spectral
-        } else {
+        discriminator_norm: if args.batch_norm_discriminator {
             DiscriminatorNorm::Batch
+        } else {
+            DiscriminatorNorm::Spectral
         },
         flip_z: !args.no_z_flip,
         ..Default::default()
