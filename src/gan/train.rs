@@ -8,25 +8,30 @@
 //!   down to 4³ with LeakyReLU(0.2), then a 4³ convolution to one logit. By default every
 //!   convolution is spectrally normalised (Miyato et al. 2018, ICLR, arXiv:1802.05957) and D
 //!   has no batch norm; `discriminator_norm` = batch puts batch norm on all hidden layers
-//!   but the first instead, as the DCGAN paper does and as the shipped weights were trained.
+//!   but the first instead, as the DCGAN paper does and as the weights shipped before
+//!   2026-11-25 were trained.
 //! - **Why spectral normalisation** (2026-11-25, on the shared micro-CT, docs/recongan.md).
 //!   With batch norm, two batches hide the amplitude from D (below), and one joint batch
 //!   trained from scratch collapsed: by step 1000 every latent gave the same blobs, with D
 //!   at 0.33 and G at 7 from the first hundred steps. With spectral normalisation and the
 //!   same settings the samples stayed distinct, and at step 4250 five of the six free
 //!   morphometric indices were within 10 % of the real ones on 16 + 16 cubes, against
-//!   two (Tb.Th, Tb.N) for the shipped 8350-step weights. The snapshots still swing
-//!   from one checkpoint to the next (Conn.D +45 to +127 % between steps 4250 and 6000).
+//!   two (Tb.Th, Tb.N) for the 8350-step batch-norm weights shipped before. The snapshots
+//!   still swing from one checkpoint to the next (Conn.D +45 to +127 % between steps 4250
+//!   and 6000). The shipped weights are step 8000 of that run, continued with the z flip
+//!   (below) from step 6000: on 64 + 64 cubes E_app is −5.0 % and only DA is more than
+//!   10 % off.
 //! - **Stabilisers**, the DCGAN recipe: Adam with lr 2e-4 and β₁ = 0.5, weights initialised
 //!   N(0, 0.02), one-sided label smoothing (real label 0.9; Salimans et al. 2016), and the
 //!   non-saturating generator loss −log D(G(z)).
 //! - **One batch through a batch-norm discriminator.** Real and generated cubes go through
-//!   D together, so its batch norms normalise both with the same statistics. Run as two batches (as the
-//!   DCGAN reference code does), D is blind to anything that batch norm removes per batch:
-//!   conv + LeakyReLU is positively homogeneous, so D(a·x) = D(x) for a > 0, up to batch
-//!   norm's ε. The shipped 8350-step generator, trained that way, puts 98 % of its output
-//!   within (−0.24, 0.22) instead of at ±1; only the threshold to BV/TV turns it into bone
-//!   (`joint_discriminator_batch`; on by default, off reproduces the earlier training).
+//!   D together, so its batch norms normalise both with the same statistics. Run as two
+//!   batches (as the DCGAN reference code does), D is blind to anything that batch norm
+//!   removes per batch: conv + LeakyReLU is positively homogeneous, so D(a·x) = D(x) for
+//!   a > 0, up to batch norm's ε. The 8350-step generator shipped before, trained that way,
+//!   puts 98 % of its output within (−0.24, 0.22) instead of at ±1; only the threshold to
+//!   BV/TV turns it into bone (`joint_discriminator_batch`; on by default, off reproduces
+//!   that training).
 //! - **Slice-fraction loss** (optional, `slice_loss_weight` λ). The bone fraction of every
 //!   slice normal to x, y and z, φ = mean of (G(z) + 1)/2 over the slice, is a
 //!   one-dimensional sample per axis; the generator is charged λ times the squared
