@@ -75,6 +75,7 @@ use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::arch::GeneratorArch;
+use super::validate::Symmetry;
 use crate::rng::SplitMix64;
 use crate::volume::{BoneMask, Dims};
 
@@ -533,25 +534,20 @@ impl TrainingData {
                 rng.below(d.nz - s + 1),
             );
             let (flip_x, flip_y, turns) = (rng.below(2) == 1, rng.below(2) == 1, rng.below(4));
-            // Drawn only when asked, so that runs without it keep their sampler stream.
-            let mirror_z = flip_z && rng.below(2) == 1;
+            // Quarter turns about z, then flips in the plane, then the mirror in z; the mirror
+            // is drawn only when asked, so that runs without it keep their sampler stream.
+            let symmetry = Symmetry {
+                quarter_turns: turns as u8,
+                flip_x,
+                flip_y,
+                flip_z: flip_z && rng.below(2) == 1,
+            };
             let cube = &mut out[b * s * s * s..(b + 1) * s * s * s];
             for z in 0..s {
-                let w = if mirror_z { s - 1 - z } else { z };
+                let w = symmetry.source_z(z, s);
                 for y in 0..s {
                     for x in 0..s {
-                        // Quarter turns about z, then flips: an element of the symmetry
-                        // group of the square, applied to the in-plane coordinates.
-                        let (mut u, mut v) = (x, y);
-                        for _ in 0..turns {
-                            (u, v) = (s - 1 - v, u);
-                        }
-                        if flip_x {
-                            u = s - 1 - u;
-                        }
-                        if flip_y {
-                            v = s - 1 - v;
-                        }
+                        let (u, v) = symmetry.source(x, y, s);
                         if m.voxels[d.index(ox + u, oy + v, oz + w)] {
                             cube[x + s * (y + s * z)] = 1.0;
                         }
