@@ -1110,18 +1110,27 @@ mod tests {
         assert!(slice_fraction_loss(&cubes, &bone).double_value(&[]) > 0.1);
     }
 
+    /// A discriminator of the tiny architecture (seed 5), four random ±1 cubes and the same
+    /// cubes at half amplitude. The variable store is returned to keep the weights alive.
+    fn tiny_discriminator_and_fields(
+        norm: DiscriminatorNorm,
+    ) -> (nn::VarStore, TchDiscriminator, Tensor, Tensor) {
+        tch::manual_seed(5);
+        let arch = tiny().arch;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let d = TchDiscriminator::new(&vs.root(), &arch, norm).unwrap();
+        let s = arch.size as i64;
+        let real = Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu)).sign();
+        let faint = &real * 0.5;
+        (vs, d, real, faint)
+    }
+
     /// The premise of the one-batch discriminator: with its batch norms fed one batch of
     /// real and one of generated cubes, D barely tells a field from the same field at half
     /// its amplitude (only batch norm's ε separates them); fed both in one batch, it does.
     #[test]
     fn discriminator_in_separate_batches_is_blind_to_the_field_amplitude() {
-        tch::manual_seed(5);
-        let arch = tiny().arch;
-        let vs = nn::VarStore::new(Device::Cpu);
-        let d = TchDiscriminator::new(&vs.root(), &arch, DiscriminatorNorm::Batch).unwrap();
-        let s = arch.size as i64;
-        let real = Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu)).sign();
-        let faint = &real * 0.5;
+        let (_vs, d, real, faint) = tiny_discriminator_and_fields(DiscriminatorNorm::Batch);
         let separate = (d.forward_t(&real, true) - d.forward_t(&faint, true))
             .abs()
             .max()
@@ -1188,13 +1197,7 @@ mod tests {
     /// differently (unlike the batch-norm D in two batches, above).
     #[test]
     fn spectral_norm_discriminator_sees_the_field_amplitude_in_separate_batches() {
-        tch::manual_seed(5);
-        let arch = tiny().arch;
-        let vs = nn::VarStore::new(Device::Cpu);
-        let d = TchDiscriminator::new(&vs.root(), &arch, DiscriminatorNorm::Spectral).unwrap();
-        let s = arch.size as i64;
-        let real = Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu)).sign();
-        let faint = &real * 0.5;
+        let (_vs, d, real, faint) = tiny_discriminator_and_fields(DiscriminatorNorm::Spectral);
         let (l_real, l_faint) = (d.forward_t(&real, false), d.forward_t(&faint, false));
         let both = d.forward_t(&Tensor::cat(&[&real, &faint], 0), false);
         let max_abs = |t: Tensor| t.abs().max().double_value(&[]);
@@ -1219,14 +1222,12 @@ mod tests {
             ..tiny()
         };
         train(&data, &params, dir.path(), false, None, None, |_| {}).unwrap();
-        let saved = nn::VarStore::new(Device::Cpu);
-        let names: Vec<String> = {
-            let mut vs = saved;
-            let _ = TchDiscriminator::new(&vs.root(), &params.arch, params.discriminator_norm);
-            vs.load(dir.path().join("checkpoint/discriminator.safetensors"))
-                .unwrap();
-            vs.variables().into_keys().collect()
-        };
+        let mut saved = nn::VarStore::new(Device::Cpu);
+        let _ = TchDiscriminator::new(&saved.root(), &params.arch, params.discriminator_norm);
+        saved
+            .load(dir.path().join("checkpoint/discriminator.safetensors"))
+            .unwrap();
+        let names: Vec<String> = saved.variables().into_keys().collect();
         assert!(names.iter().any(|n| n.ends_with("_u")), "{names:?}");
         let card: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("generator.json")).unwrap())
