@@ -543,6 +543,9 @@ pub struct ValidationReport {
     /// ([`sparsest_load_slice_bv_tv`]): not a target of the issue, a diagnosis of the
     /// modulus (its `within_10_percent` is reported but not counted in `failed`).
     pub sparsest_slice_bv_tv: MetricComparison,
+    /// Each axis's share of the interface crossings ([`axis_intercept_shares`]): a
+    /// diagnosis of DA, not a target (not counted in `failed`).
+    pub intercept_shares: PerAxis<MetricComparison>,
     /// Apparent modulus under `axial-free` (absent with FE off).
     pub e_app_mpa: Option<MetricComparison>,
     pub fe: Option<FeSummary>,
@@ -590,10 +593,40 @@ pub fn sparsest_load_slice_bv_tv(mask: &BoneMask) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// Each axis's share of the cube's bone/marrow interface crossings: the phase changes
+/// between face neighbours along x, y and z, divided by their mean over the three axes
+/// (so the shares sum to 3; all 1 when nothing is crossed). They are the axis intercept
+/// densities of the MIL fabric up to one factor, so a cube elongated along z has a z share
+/// below 1; the shared micro-CT's fabric is aligned with z, and its DA follows
+/// |z share − 1| closely (docs/recongan.md, "DA").
+pub fn axis_intercept_shares(mask: &BoneMask) -> PerAxis<f64> {
+    let d = mask.dims();
+    let v = &mask.voxels;
+    let (sx, sy, sz) = (1, d.nx, d.nx * d.ny);
+    let count = |stride: usize, n_along: usize, along: fn([usize; 3]) -> usize| -> f64 {
+        (0..v.len())
+            .filter(|&i| along(d.coords(i)) + 1 < n_along && v[i] != v[i + stride])
+            .count() as f64
+    };
+    let c = [
+        count(sx, d.nx, |c| c[0]),
+        count(sy, d.ny, |c| c[1]),
+        count(sz, d.nz, |c| c[2]),
+    ];
+    let mean = (c[0] + c[1] + c[2]) / 3.0;
+    let share = |k: usize| if mean > 0.0 { c[k] / mean } else { 1.0 };
+    PerAxis {
+        x: share(0),
+        y: share(1),
+        z: share(2),
+    }
+}
+
 /// What is measured on one cube.
 struct CubeMeasures {
     morph: Morphometry,
     sparsest_slice_bv_tv: f64,
+    intercept_shares: PerAxis<f64>,
     corr: Correlations,
     fe: Option<FeOutcome>,
     seconds: f64,
@@ -649,6 +682,7 @@ fn measure(
     Ok(CubeMeasures {
         morph: m,
         sparsest_slice_bv_tv: sparsest_load_slice_bv_tv(mask),
+        intercept_shares: axis_intercept_shares(mask),
         corr,
         fe,
         seconds: t0.elapsed().as_secs_f64(),
@@ -771,6 +805,16 @@ pub fn validate(
     let sparsest =
         |c: &[Measured]| -> Vec<f64> { c.iter().map(|(_, m)| m.sparsest_slice_bv_tv).collect() };
     let sparsest_slice_bv_tv = MetricComparison::of(&sparsest(real), &sparsest(generated));
+    let shares = |c: &[Measured], f: fn(&PerAxis<f64>) -> f64| -> Vec<f64> {
+        c.iter().map(|(_, m)| f(&m.intercept_shares)).collect()
+    };
+    let share_comparison =
+        |f: fn(&PerAxis<f64>) -> f64| MetricComparison::of(&shares(real, f), &shares(generated, f));
+    let intercept_shares = PerAxis {
+        x: share_comparison(|s| s.x),
+        y: share_comparison(|s| s.y),
+        z: share_comparison(|s| s.z),
+    };
     let s2 = CurveComparison::of(
         &curves(real, |c| &c.s2),
         &curves(generated, |c| &c.s2),
@@ -894,6 +938,7 @@ pub fn validate(
         training_volumes: masks.iter().map(|m| m.dims().as_array()).collect(),
         morphometry,
         sparsest_slice_bv_tv,
+        intercept_shares,
         e_app_mpa,
         fe: fe_summary,
         s2,
@@ -1197,6 +1242,36 @@ mod tests {
         assert_eq!(mask.count(), 6);
     }
 
+    /// A bar of a × a × 2a voxels inside a marrow cube: lines along z cross it a² times
+    /// twice, lines along x and y 2a² times twice, so the shares are (1.2, 1.2, 0.6). A cube
+    /// of bone (a × a × a) gives 1 each, and a cube with no interface 1 each.
+    #[test]
+    fn intercept_shares_of_a_bar_follow_its_faces() {
+        let a = 3;
+        let grid = Grid::isotropic(Dims::new(9, 9, 12), 0.04);
+        let inside = |v: usize, lo: usize, len: usize| (lo..lo + len).contains(&v);
+        let bar = BoneMask::from_fn(grid, |x, y, z| {
+            inside(x, 2, a) && inside(y, 3, a) && inside(z, 2, 2 * a)
+        });
+        let s = axis_intercept_shares(&bar);
+        assert!((s.x - 1.2).abs() < 1e-12 && (s.y - 1.2).abs() < 1e-12);
+        assert!((s.z - 0.6).abs() < 1e-12);
+        let cube = BoneMask::from_fn(grid, |x, y, z| {
+            inside(x, 2, a) && inside(y, 3, a) && inside(z, 2, a)
+        });
+        let s = axis_intercept_shares(&cube);
+        assert!([s.x, s.y, s.z].iter().all(|v| (v - 1.0).abs() < 1e-12));
+        let empty = BoneMask::from_fn(grid, |_, _, _| false);
+        assert_eq!(
+            axis_intercept_shares(&empty),
+            PerAxis {
+                x: 1.0,
+                y: 1.0,
+                z: 1.0
+            }
+        );
+    }
+
     /// The sixteen symmetries are distinct maps of the cube, each undone by its inverse, and
     /// the same ones the trainer's 32 (turns, flip x, flip y, flip z) draws produce.
     #[test]
@@ -1455,8 +1530,18 @@ mod tests {
         };
         assert!((r.sparsest_slice_bv_tv.real.mean - sparsest_mean("real")).abs() < 1e-12);
         assert!((r.sparsest_slice_bv_tv.generated.mean - sparsest_mean("generated")).abs() < 1e-12);
+        let shares = &r.intercept_shares;
+        let sum = |f: fn(&MetricComparison) -> Stats| {
+            f(&shares.x).mean + f(&shares.y).mean + f(&shares.z).mean
+        };
+        assert!((sum(|c| c.real) - 3.0).abs() < 1e-12);
+        assert!((sum(|c| c.generated) - 3.0).abs() < 1e-12);
         assert!(!r.pass);
-        assert!(!r.failed.iter().any(|f| f.contains("slice")));
+        assert!(
+            !r.failed
+                .iter()
+                .any(|f| f.contains("slice") || f.contains("share"))
+        );
         assert!(r.failed.iter().any(|f| f.starts_with("sample size")));
         let reports = reports.into_inner().unwrap();
         let last_cubes = reports
