@@ -171,6 +171,12 @@ pub struct TrainArgs {
     /// Weight of the slice-fraction loss (0 = off; see `gan::train`).
     #[arg(long, default_value_t = 0.0, value_name = "LAMBDA")]
     pub slice_loss_weight: f64,
+    /// Weight of the intercept-share loss (0 = off; see `gan::train`).
+    #[arg(long, default_value_t = 0.0, value_name = "LAMBDA")]
+    pub intercept_loss_weight: f64,
+    /// Gaussian σ (voxels) with which that loss smooths generated cubes, as the mask does.
+    #[arg(long, default_value_t = 0.7, value_name = "SIGMA")]
+    pub intercept_loss_sigma: f64,
     /// With --batch-norm-discriminator: real and generated cubes through the discriminator
     /// as two batches, as before (its batch norms then hide the field's amplitude from it;
     /// see `gan::train`).
@@ -309,6 +315,8 @@ fn train(args: &TrainArgs) -> Result<()> {
         seed: args.seed,
         joint_discriminator_batch: !args.separate_discriminator_batches,
         slice_loss_weight: args.slice_loss_weight,
+        intercept_loss_weight: args.intercept_loss_weight,
+        intercept_loss_sigma_voxels: args.intercept_loss_sigma,
         discriminator_warmup_steps: args.discriminator_warmup,
         init_output_gain: args.init_output_gain,
         learning_rate: args.learning_rate,
@@ -336,8 +344,14 @@ fn train(args: &TrainArgs) -> Result<()> {
         None,
         |p| {
             let message = format!(
-                "epoch {:.2} · D {:.3} · G {:.3} · slices {:.5} · {:.1} samples/s · ETA {:.0} s",
-                p.epoch, p.loss_d, p.loss_g, p.loss_slices, p.samples_per_second, p.eta_seconds
+                "epoch {:.2} · D {:.3} · G {:.3} · slices {:.5} · intercepts {:.5} · {:.1} samples/s · ETA {:.0} s",
+                p.epoch,
+                p.loss_d,
+                p.loss_g,
+                p.loss_slices,
+                p.loss_intercepts,
+                p.samples_per_second,
+                p.eta_seconds
             );
             if log_lines {
                 // The bar draws nothing when stderr is not a terminal (a batch job's log).
