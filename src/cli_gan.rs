@@ -343,15 +343,13 @@ fn train(args: &TrainArgs) -> Result<()> {
         args.init_generator.as_deref(),
         None,
         |p| {
+            let intercepts = p
+                .loss_intercepts
+                .map(|l| format!(" · intercepts {l:.5}"))
+                .unwrap_or_default();
             let message = format!(
-                "epoch {:.2} · D {:.3} · G {:.3} · slices {:.5} · intercepts {:.5} · {:.1} samples/s · ETA {:.0} s",
-                p.epoch,
-                p.loss_d,
-                p.loss_g,
-                p.loss_slices,
-                p.loss_intercepts,
-                p.samples_per_second,
-                p.eta_seconds
+                "epoch {:.2} · D {:.3} · G {:.3} · slices {:.5}{intercepts} · {:.1} samples/s · ETA {:.0} s",
+                p.epoch, p.loss_d, p.loss_g, p.loss_slices, p.samples_per_second, p.eta_seconds
             );
             if log_lines {
                 // The bar draws nothing when stderr is not a terminal (a batch job's log).
