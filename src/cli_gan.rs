@@ -174,9 +174,14 @@ pub struct TrainArgs {
     /// Weight of the intercept-share loss (0 = off; see `gan::train`).
     #[arg(long, default_value_t = 0.0, value_name = "LAMBDA")]
     pub intercept_loss_weight: f64,
-    /// Gaussian σ (voxels) with which that loss smooths generated cubes, as the mask does.
+    /// The discriminator judges real and generated cubes through a differentiable copy of
+    /// the mask (Gaussian, then a steep tanh; see `gan::train`).
+    #[arg(long)]
+    pub discriminator_sees_mask: bool,
+    /// Gaussian σ (voxels) of that copy of the mask, for --intercept-loss-weight and
+    /// --discriminator-sees-mask (the card's mask σ).
     #[arg(long, default_value_t = 0.7, value_name = "SIGMA")]
-    pub intercept_loss_sigma: f64,
+    pub mask_like_sigma: f64,
     /// With --batch-norm-discriminator: real and generated cubes through the discriminator
     /// as two batches, as before (its batch norms then hide the field's amplitude from it;
     /// see `gan::train`).
@@ -316,7 +321,8 @@ fn train(args: &TrainArgs) -> Result<()> {
         joint_discriminator_batch: !args.separate_discriminator_batches,
         slice_loss_weight: args.slice_loss_weight,
         intercept_loss_weight: args.intercept_loss_weight,
-        intercept_loss_sigma_voxels: args.intercept_loss_sigma,
+        mask_like_sigma_voxels: args.mask_like_sigma,
+        discriminator_sees_mask: args.discriminator_sees_mask,
         discriminator_warmup_steps: args.discriminator_warmup,
         init_output_gain: args.init_output_gain,
         learning_rate: args.learning_rate,

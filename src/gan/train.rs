@@ -56,6 +56,11 @@
 //!   faint struts across z that the raw field only sketches.
 //!   Off by default: resumed from run F at λ_I = 300, then 1000, it brought DA from +60 %
 //!   to +17.5 % at best, but E_app fell to −28 % (docs/recongan.md, "DA").
+//! - **The discriminator sees the mask** (optional, `discriminator_sees_mask`). D judges
+//!   [`mask_like`] of both batches instead of the cubes themselves: the generated field as
+//!   the mask pipeline will cut it, against real cubes blurred and sharpened the same way
+//!   (so that the softness of the faces tells D nothing). A strut the generator only
+//!   sketches, which the mask's smoothing then erases, is then missing in what D sees.
 //! - **Fine-tuning** from an exported generator (`train`'s `init_generator`) with a fresh
 //!   discriminator, which alone learns for `discriminator_warmup_steps` steps before the
 //!   generator moves. A generator trained with two batches has a faint output; a one-batch
@@ -154,11 +159,18 @@ pub struct TrainParams {
     /// written before this field existed trained without it.
     #[serde(default)]
     pub intercept_loss_weight: f64,
-    /// σ (voxels) of the Gaussian with which the intercept-share loss smooths generated
-    /// cubes before it sharpens them, as the mask pipeline does (the card's
+    /// σ (voxels) of [`mask_like`]'s Gaussian, for the intercept-share loss and the
+    /// discriminator's view of the mask: as the mask pipeline smooths (the card's
     /// `mask_sigma_voxels`; 0 = no smoothing).
-    #[serde(default = "default_intercept_loss_sigma")]
-    pub intercept_loss_sigma_voxels: f64,
+    #[serde(
+        default = "default_mask_like_sigma",
+        alias = "intercept_loss_sigma_voxels"
+    )]
+    pub mask_like_sigma_voxels: f64,
+    /// The discriminator judges both batches through [`mask_like`] (see the module docs).
+    /// Checkpoints written before this field existed trained without it.
+    #[serde(default)]
+    pub discriminator_sees_mask: bool,
 }
 
 /// The normalisation of the discriminator's convolutions. The serde default is batch norm,
@@ -181,7 +193,7 @@ fn unit_gain() -> f64 {
 }
 
 /// The mask σ calibrated for the shipped weights (assets/recongan/generator.json).
-fn default_intercept_loss_sigma() -> f64 {
+fn default_mask_like_sigma() -> f64 {
     0.7
 }
 
@@ -203,7 +215,8 @@ impl Default for TrainParams {
             discriminator_norm: DiscriminatorNorm::Spectral,
             flip_z: true,
             intercept_loss_weight: 0.0,
-            intercept_loss_sigma_voxels: default_intercept_loss_sigma(),
+            mask_like_sigma_voxels: default_mask_like_sigma(),
+            discriminator_sees_mask: false,
         }
     }
 }
@@ -248,12 +261,12 @@ impl TrainParams {
                 self.intercept_loss_weight
             ));
         }
-        if !(self.intercept_loss_sigma_voxels.is_finite()
-            && (0.0..=4.0).contains(&self.intercept_loss_sigma_voxels))
+        if !(self.mask_like_sigma_voxels.is_finite()
+            && (0.0..=4.0).contains(&self.mask_like_sigma_voxels))
         {
             return bad(format!(
-                "intercept loss sigma must lie in [0, 4] voxels, got {}",
-                self.intercept_loss_sigma_voxels
+                "mask-like sigma must lie in [0, 4] voxels, got {}",
+                self.mask_like_sigma_voxels
             ));
         }
         if !(self.init_output_gain.is_finite() && self.init_output_gain > 0.0) {
@@ -895,14 +908,26 @@ pub fn train(
         let real = data.sample(&mut sampler, params.batch_size, size, params.flip_z);
         let z = Tensor::randn([b, params.arch.latent_dim as i64], (Kind::Float, device));
         let fake = generator.forward_t(&z, true);
+        let sigma = params.mask_like_sigma_voxels;
+        // The generated batch as the mask will cut it, when something needs it.
+        let fake_cut = if params.discriminator_sees_mask || params.intercept_loss_weight > 0.0 {
+            Some(mask_like(&fake, sigma)?)
+        } else {
+            None
+        };
+        // What D judges: both batches as they are, or both through `mask_like`.
+        let (real_seen, fake_seen) = match (&fake_cut, params.discriminator_sees_mask) {
+            (Some(cut), true) => (mask_like(&real, sigma)?, cut.shallow_clone()),
+            _ => (real.shallow_clone(), fake.shallow_clone()),
+        };
         // D's logits of the real and of the generated cubes, in one batch or in two.
         let logits = |fake: &Tensor| -> (Tensor, Tensor) {
             if params.joint_discriminator_batch {
-                let both = discriminator.forward_t(&Tensor::cat(&[&real, fake], 0), true);
+                let both = discriminator.forward_t(&Tensor::cat(&[&real_seen, fake], 0), true);
                 (both.narrow(0, 0, b), both.narrow(0, b, b))
             } else {
                 (
-                    discriminator.forward_t(&real, true),
+                    discriminator.forward_t(&real_seen, true),
                     discriminator.forward_t(fake, true),
                 )
             }
@@ -910,7 +935,7 @@ pub fn train(
         // Discriminator: real → real_label, fake → 0.
         let real_target = Tensor::full([b], params.real_label, (Kind::Float, device));
         let fake_target = Tensor::zeros([b], (Kind::Float, device));
-        let (real_logits, fake_logits) = logits(&fake.detach());
+        let (real_logits, fake_logits) = logits(&fake_seen.detach());
         let loss_d = real_logits.binary_cross_entropy_with_logits::<Tensor>(
             &real_target,
             None,
@@ -929,9 +954,9 @@ pub fn train(
         let fake_logits = if params.joint_discriminator_batch
             && params.discriminator_norm == DiscriminatorNorm::Batch
         {
-            logits(&fake).1
+            logits(&fake_seen).1
         } else {
-            discriminator.forward_t(&fake, true)
+            discriminator.forward_t(&fake_seen, true)
         };
         let loss_adversarial = fake_logits.binary_cross_entropy_with_logits::<Tensor>(
             &ones,
@@ -940,11 +965,11 @@ pub fn train(
             Reduction::Mean,
         );
         let loss_slices = slice_fraction_loss(&real, &fake);
-        let loss_intercepts = if params.intercept_loss_weight > 0.0 {
-            let fake_cut = mask_like(&fake, params.intercept_loss_sigma_voxels)?;
-            Some(intercept_share_loss(&real, &fake_cut))
-        } else {
-            None
+        let loss_intercepts = match &fake_cut {
+            Some(cut) if params.intercept_loss_weight > 0.0 => {
+                Some(intercept_share_loss(&real, cut))
+            }
+            _ => None,
         };
         let loss_g = &loss_adversarial + &loss_slices * params.slice_loss_weight;
         let loss_g = match &loss_intercepts {
@@ -1018,7 +1043,8 @@ pub fn train(
                 "discriminator_norm": params.discriminator_norm,
                 "flip_z": params.flip_z,
                 "intercept_loss_weight": params.intercept_loss_weight,
-                "intercept_loss_sigma_voxels": params.intercept_loss_sigma_voxels,
+                "mask_like_sigma_voxels": params.mask_like_sigma_voxels,
+                "discriminator_sees_mask": params.discriminator_sees_mask,
                 "init_generator": init_generator.map(|p| p.display().to_string()),
                 "epochs": last.map(|p| p.epoch),
                 "final_loss_d": last.map(|p| p.loss_d),
@@ -1177,6 +1203,7 @@ mod tests {
         }
         smoke_test_with(TrainParams {
             intercept_loss_weight: 100.0,
+            discriminator_sees_mask: true,
             ..tiny()
         });
     }
@@ -1205,6 +1232,10 @@ mod tests {
         assert_eq!(
             card["training"]["intercept_loss_weight"],
             params.intercept_loss_weight
+        );
+        assert_eq!(
+            card["training"]["discriminator_sees_mask"],
+            params.discriminator_sees_mask
         );
         assert!(card["bv_tv_mean"].as_f64().unwrap() > 0.05);
 
