@@ -180,7 +180,7 @@ pub struct TrainArgs {
     pub discriminator_sees_mask: bool,
     /// Gaussian σ (voxels) of that copy of the mask, for --intercept-loss-weight and
     /// --discriminator-sees-mask (the card's mask σ).
-    #[arg(long, default_value_t = 0.7, value_name = "SIGMA")]
+    #[arg(long, default_value_t = osteolab::gan::arch::SHIPPED_MASK_SIGMA_VOXELS, value_name = "SIGMA")]
     pub mask_like_sigma: f64,
     /// With --batch-norm-discriminator: real and generated cubes through the discriminator
     /// as two batches, as before (its batch norms then hide the field's amplitude from it;

@@ -51,6 +51,10 @@ pub const BN_EPS: f64 = 1e-5;
 /// Conn.D 44 mm⁻³ and Tb.Th 0.13 mm against 6.6 mm⁻³ and 0.24 mm after σ = 1 (real bone:
 /// 3.0 mm⁻³, 0.26 mm).
 pub const DEFAULT_MASK_SIGMA_VOXELS: f64 = 1.0;
+/// The mask σ calibrated for the shipped weights (`mask_sigma_voxels` in
+/// assets/recongan/generator.json): the default of the trainer's differentiable copy of the
+/// mask (`gan train --mask-like-sigma`).
+pub const SHIPPED_MASK_SIGMA_VOXELS: f64 = 0.7;
 /// Largest supported cube edge.
 pub const MAX_SIZE: usize = 512;
 

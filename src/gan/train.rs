@@ -192,9 +192,8 @@ fn unit_gain() -> f64 {
     1.0
 }
 
-/// The mask σ calibrated for the shipped weights (assets/recongan/generator.json).
 fn default_mask_like_sigma() -> f64 {
-    0.7
+    crate::gan::arch::SHIPPED_MASK_SIGMA_VOXELS
 }
 
 impl Default for TrainParams {
