@@ -22,6 +22,26 @@ pub enum GanCommand {
     /// Choose how generated fields become masks (smoothing σ, cavity fill) by morphometry
     /// against the training data; prints a JSON report, `--write` stores it in the card.
     Calibrate(CalibrateArgs),
+    /// Replace the batch norms' running averages in a weights file by the statistics of the
+    /// final weights over many generated cubes ("standing statistics"); writes new weights
+    /// and card.
+    StandingStats(StandingStatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StandingStatsArgs {
+    /// Generator weights (NAME.safetensors with its card NAME.json beside it).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+    /// Output weights (.safetensors; its card is written beside it). May be the input.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Generated cubes the statistics are taken over (2 MB of memory each at 64³).
+    #[arg(long, default_value_t = osteolab::gan::standing::DEFAULT_COUNT)]
+    pub count: usize,
+    /// Latent seed of those cubes; keep it apart from the seeds used to validate.
+    #[arg(long, default_value_t = osteolab::gan::standing::DEFAULT_SEED)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -182,6 +202,10 @@ pub struct TrainArgs {
     /// --discriminator-sees-mask (the card's mask σ).
     #[arg(long, default_value_t = osteolab::gan::arch::SHIPPED_MASK_SIGMA_VOXELS, value_name = "SIGMA")]
     pub mask_like_sigma: f64,
+    /// Generated cubes the exported generator's batch-norm statistics are taken over
+    /// (standing statistics; 0 = export the running averages of training).
+    #[arg(long, default_value_t = osteolab::gan::standing::DEFAULT_COUNT, value_name = "N")]
+    pub standing_statistics_count: usize,
     /// With --batch-norm-discriminator: real and generated cubes through the discriminator
     /// as two batches, as before (its batch norms then hide the field's amplitude from it;
     /// see `gan::train`).
@@ -202,6 +226,7 @@ pub fn gan(command: &GanCommand) -> Result<()> {
         GanCommand::Train(a) => train(a),
         GanCommand::Validate(a) => validate(a),
         GanCommand::Calibrate(a) => calibrate(a),
+        GanCommand::StandingStats(a) => standing_stats(a),
     }
 }
 
@@ -323,6 +348,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         intercept_loss_weight: args.intercept_loss_weight,
         mask_like_sigma_voxels: args.mask_like_sigma,
         discriminator_sees_mask: args.discriminator_sees_mask,
+        standing_statistics_count: args.standing_statistics_count,
         discriminator_warmup_steps: args.discriminator_warmup,
         init_output_gain: args.init_output_gain,
         learning_rate: args.learning_rate,
@@ -528,6 +554,32 @@ fn calibrate(args: &CalibrateArgs) -> Result<()> {
         card.save(&path)?;
         eprintln!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+fn standing_stats(args: &StandingStatsArgs) -> Result<()> {
+    use osteolab::gan::standing::write_with_standing_statistics;
+
+    let t0 = Instant::now();
+    let report = write_with_standing_statistics(&args.weights, &args.out, args.seed, args.count)
+        .with_context(|| format!("standing statistics of {}", args.weights.display()))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "weights": report.weights,
+            "card": report.card,
+            "seed": args.seed,
+            "count": args.count,
+            "changes_per_batch_norm": report.changes,
+            "seconds": t0.elapsed().as_secs_f64(),
+        }))?
+    );
+    eprintln!(
+        "wrote {} and {}; the card's validation and mask calibration records were dropped: \
+         re-run `gan calibrate` and `gan validate` on the new weights",
+        report.weights.display(),
+        report.card.display()
+    );
     Ok(())
 }
 

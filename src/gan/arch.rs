@@ -238,6 +238,10 @@ pub struct GeneratorCard {
     /// no.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask_fill_enclosed_marrow: Option<bool>,
+    /// Set when the batch norms' running statistics were replaced by standing statistics
+    /// ([`super::standing`]); absent = the running averages from training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing_statistics: Option<super::standing::StandingStatistics>,
     /// Free-form record of how the mask settings were chosen (`osteolab gan calibrate`), not
     /// interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,6 +272,7 @@ impl GeneratorCard {
             bv_tv_mean: f64::NAN,
             mask_sigma_voxels: None,
             mask_fill_enclosed_marrow: None,
+            standing_statistics: None,
             mask_calibration: None,
             training: None,
             validation: None,

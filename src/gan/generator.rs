@@ -152,12 +152,37 @@ impl ConvTranspose3d {
 pub(crate) struct BatchNorm3d {
     scale: Vec<f32>,
     shift: Vec<f32>,
+    /// The tensors it was folded from, kept to refold with other statistics.
+    tensors: BatchNormTensors,
 }
 
 impl BatchNorm3d {
     pub(crate) fn from_tensors(bn: &BatchNormTensors) -> Self {
         let (scale, shift) = weights::fold_batch_norm(bn);
-        Self { scale, shift }
+        Self {
+            scale,
+            shift,
+            tensors: bn.clone(),
+        }
+    }
+
+    /// The same γ and β folded with other per-channel statistics.
+    fn with_statistics(&self, stats: &ChannelStatistics) -> Self {
+        let (running_mean, running_var) = stats.to_f32();
+        Self::from_tensors(&BatchNormTensors {
+            running_mean,
+            running_var,
+            ..self.tensors.clone()
+        })
+    }
+
+    /// The running statistics it was folded with.
+    fn statistics(&self) -> ChannelStatistics {
+        let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect();
+        ChannelStatistics {
+            mean: f64s(&self.tensors.running_mean),
+            variance: f64s(&self.tensors.running_var),
+        }
     }
 
     /// `x ← x · scale[c] + shift[c]`, then `max(x, 0)` if `relu`.
@@ -171,6 +196,46 @@ impl BatchNorm3d {
                 }
             }
         });
+    }
+}
+
+/// Per-channel mean and biased variance of a batch norm's input, accumulated in f64.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelStatistics {
+    pub mean: Vec<f64>,
+    pub variance: Vec<f64>,
+}
+
+impl ChannelStatistics {
+    /// Over every voxel of every channels-last activation in `acts` (`channels` per voxel).
+    fn of(acts: &[Vec<f32>], channels: usize) -> Self {
+        let (mut sum, mut sum_sq) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+        let mut n = 0usize;
+        for a in acts {
+            for v in a.chunks_exact(channels) {
+                for ((s, q), &x) in sum.iter_mut().zip(&mut sum_sq).zip(v) {
+                    *s += x as f64;
+                    *q += x as f64 * x as f64;
+                }
+                n += 1;
+            }
+        }
+        let n = n as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let variance = sum_sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| (q / n - m * m).max(0.0))
+            .collect();
+        Self { mean, variance }
+    }
+
+    /// As the f32 `running_mean` and `running_var` of a PyTorch batch norm.
+    pub fn to_f32(&self) -> (Vec<f32>, Vec<f32>) {
+        (
+            self.mean.iter().map(|&m| m as f32).collect(),
+            self.variance.iter().map(|&v| v as f32).collect(),
+        )
     }
 }
 
@@ -324,6 +389,65 @@ impl Generator {
             }
         }
         act
+    }
+
+    /// The running statistics of each batch norm, in layer order, as stored in the weights.
+    pub fn running_statistics(&self) -> Vec<ChannelStatistics> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.batch_norm.as_ref().map(BatchNorm3d::statistics))
+            .collect()
+    }
+
+    /// The population statistics of each batch norm's input over cubes `0..count` of `seed`
+    /// ("standing statistics", Brock, Donahue & Simonyan 2019, ICLR, arXiv:1809.11096,
+    /// app. C), in layer order.
+    ///
+    /// Training normalises each layer by the statistics of the current batch, while the
+    /// running statistics that eval mode uses are an exponential average (momentum 0.1) over
+    /// earlier batches, taken while the weights were still moving. Layer by layer, this runs
+    /// the `count` latent vectors through the layers already re-estimated and takes the mean
+    /// and the biased variance per channel over all cubes and voxels: what one training batch
+    /// of `count` cubes would normalise with. Memory: `count` activations of the widest
+    /// hidden layer (2 MB per cube for the shipped architecture).
+    pub fn standing_statistics(
+        &self,
+        seed: u64,
+        count: usize,
+    ) -> Result<Vec<ChannelStatistics>, GanError> {
+        Ok(self.with_standing_statistics(seed, count)?.1)
+    }
+
+    /// This generator with its batch norms refolded with [`Self::standing_statistics`], and
+    /// those statistics.
+    pub fn with_standing_statistics(
+        &self,
+        seed: u64,
+        count: usize,
+    ) -> Result<(Generator, Vec<ChannelStatistics>), GanError> {
+        if count < 2 {
+            return Err(GanError::InvalidArgument(format!(
+                "standing statistics need at least 2 cubes, got {count}"
+            )));
+        }
+        let mut out = self.clone();
+        let mut stats = Vec::new();
+        let mut acts: Vec<Vec<f32>> = (0..count)
+            .map(|i| latent_for(seed, i, self.arch.latent_dim))
+            .collect();
+        let mut size = 1;
+        for layer in &mut out.layers {
+            let Some(bn) = &layer.batch_norm else { break };
+            let conv = &layer.conv;
+            acts = acts.par_iter().map(|a| conv.forward(a, size)).collect();
+            size = layer.spec.out_size;
+            let layer_stats = ChannelStatistics::of(&acts, layer.spec.out_channels);
+            let standing = bn.with_statistics(&layer_stats);
+            acts.par_iter_mut().for_each(|a| standing.apply(a, true));
+            layer.batch_norm = Some(standing);
+            stats.push(layer_stats);
+        }
+        Ok((out, stats))
     }
 
     /// Cube `index` of `seed`: the forward pass of [`latent_for`]`(seed, index, latent_dim)`.
@@ -760,6 +884,65 @@ mod tests {
         // The card path is accepted too.
         assert!(Generator::load(&dir.path().join("g.json")).is_ok());
         assert!(format!("{g:?}").contains("g.safetensors"));
+    }
+
+    /// Standing statistics are the batch statistics of the generator they produce: the first
+    /// layer's agree with a direct computation, re-estimating on the refolded generator
+    /// returns them again, and they are not the file's running averages.
+    #[test]
+    fn standing_statistics_are_the_batch_statistics_of_the_refolded_generator() {
+        let arch = small();
+        let bytes = random_safetensors(arch, 6).unwrap();
+        let g = Generator::from_safetensors_bytes(&bytes, arch, "random").unwrap();
+        let (seed, count) = (5, 4);
+        let (refolded, stats) = g.with_standing_statistics(seed, count).unwrap();
+        let running = g.running_statistics();
+        assert_eq!(stats.len(), running.len());
+        assert_eq!(stats.len(), arch.n_layers() - 1);
+
+        // Layer 1 directly: mean and biased variance of the first convolution's output.
+        let c = g.layers[0].spec.out_channels;
+        let first: Vec<Vec<f32>> = (0..count)
+            .map(|i| {
+                g.layers[0]
+                    .conv
+                    .forward(&latent_for(seed, i, arch.latent_dim), 1)
+            })
+            .collect();
+        for ch in 0..c {
+            let v: Vec<f64> = first
+                .iter()
+                .flat_map(|a| a.chunks_exact(c).map(move |x| x[ch] as f64))
+                .collect();
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+            assert!((stats[0].mean[ch] - mean).abs() <= 1e-9 * (1.0 + mean.abs()));
+            assert!((stats[0].variance[ch] - var).abs() <= 1e-9 * (1.0 + var));
+        }
+
+        let close = |a: &ChannelStatistics, b: &ChannelStatistics, tol: f64| {
+            a.mean
+                .iter()
+                .zip(&b.mean)
+                .chain(a.variance.iter().zip(&b.variance))
+                .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+        };
+        let again = refolded.standing_statistics(seed, count).unwrap();
+        let stored = refolded.running_statistics();
+        for k in 0..stats.len() {
+            assert!(
+                close(&again[k], &stats[k], 1e-5),
+                "layer {k} moved on re-estimation"
+            );
+            assert!(close(&stored[k], &stats[k], 1e-6), "layer {k} not stored");
+            assert!(
+                !close(&running[k], &stats[k], 1e-2),
+                "layer {k} equals the running"
+            );
+        }
+        assert_ne!(refolded.generate(seed, 0), g.generate(seed, 0));
+        let e = g.standing_statistics(seed, 1).unwrap_err().to_string();
+        assert!(e.contains("at least 2 cubes"), "{e}");
     }
 
     /// The tensors of a valid small file, as (name, shape, values), for the error tests.

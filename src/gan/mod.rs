@@ -26,6 +26,7 @@ pub mod builtin;
 pub mod calibrate;
 pub mod generator;
 pub mod latent;
+pub mod standing;
 #[cfg(feature = "torch")]
 pub mod train;
 pub mod validate;
@@ -34,7 +35,7 @@ pub mod weights;
 use std::path::PathBuf;
 
 pub use arch::{DEFAULT_MASK_SIGMA_VOXELS, GeneratorArch, GeneratorCard, LayerSpec, MaskOptions};
-pub use generator::{Generator, to_mask};
+pub use generator::{ChannelStatistics, Generator, to_mask};
 pub use latent::{latent_for, standard_normal};
 
 /// Errors of loading and running a generator. Every file-related variant names the file (or

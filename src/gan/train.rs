@@ -83,7 +83,11 @@
 //!   estimates are not saved (tch cannot export them), so they restart from zero; with lr 2e-4
 //!   they recover within a few tens of steps.
 //! - **Export.** `generator.safetensors` plus the JSON card `generator.json` (architecture,
-//!   voxel size, BV/TV of the training data, training settings).
+//!   voxel size, BV/TV of the training data, training settings). The batch norms of the
+//!   exported generator hold standing statistics over `standing_statistics_count` generated
+//!   cubes ([`crate::gan::standing`]), not the running averages of training: those were
+//!   accumulated over earlier weights, and eval mode would otherwise generate with them.
+//!   Checkpoints keep the running averages, so a resumed run is unaffected.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,6 +175,15 @@ pub struct TrainParams {
     /// Checkpoints written before this field existed trained without it.
     #[serde(default)]
     pub discriminator_sees_mask: bool,
+    /// Generated cubes the exported generator's standing batch-norm statistics are taken over
+    /// (0 = export the running averages; see the module docs). Checkpoints written before
+    /// this field existed get the default.
+    #[serde(default = "default_standing_statistics_count")]
+    pub standing_statistics_count: usize,
+}
+
+fn default_standing_statistics_count() -> usize {
+    crate::gan::standing::DEFAULT_COUNT
 }
 
 /// The normalisation of the discriminator's convolutions. The serde default is batch norm,
@@ -216,6 +229,7 @@ impl Default for TrainParams {
             intercept_loss_weight: 0.0,
             mask_like_sigma_voxels: default_mask_like_sigma(),
             discriminator_sees_mask: false,
+            standing_statistics_count: default_standing_statistics_count(),
         }
     }
 }
@@ -1052,6 +1066,18 @@ pub fn train(
             },
         }),
     )?;
+    if params.standing_statistics_count > 0 {
+        crate::gan::standing::write_with_standing_statistics(
+            &generator_path,
+            &generator_path,
+            crate::gan::standing::DEFAULT_SEED,
+            params.standing_statistics_count,
+        )
+        .map_err(|e| TrainError::Checkpoint {
+            path: generator_path.clone(),
+            reason: format!("standing statistics: {e}"),
+        })?;
+    }
     Ok(TrainOutcome {
         generator: generator_path,
         card,
@@ -1237,6 +1263,15 @@ mod tests {
             params.discriminator_sees_mask
         );
         assert!(card["bv_tv_mean"].as_f64().unwrap() > 0.05);
+        // The export carries standing batch-norm statistics, recorded in the card.
+        assert_eq!(
+            card["standing_statistics"]["count"],
+            params.standing_statistics_count
+        );
+        assert_eq!(
+            card["standing_statistics"]["seed"],
+            crate::gan::standing::DEFAULT_SEED
+        );
 
         // Resume: cut the checkpoint back to step 2 and ask for 5 steps.
         let state_path = dir.path().join("checkpoint/state.json");
@@ -1608,5 +1643,71 @@ mod tests {
                 .fold(0.0f32, f32::max);
             assert!(worst <= 1e-5, "max |rust - tch| = {worst:e}");
         }
+    }
+
+    /// Standing statistics over K cubes make the pure-Rust eval-mode generator reproduce
+    /// tch's train-mode forward pass on a batch of those K cubes (batch norm with the batch's
+    /// own mean and biased variance), to 1e-4.
+    #[test]
+    fn standing_statistics_reproduce_train_mode_batch_norm_over_the_same_cubes() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = TrainParams {
+            arch: GeneratorArch {
+                latent_dim: 16,
+                base_channels: 4,
+                size: 32,
+            },
+            steps: 2,
+            // Export the running averages, to compare them too.
+            standing_statistics_count: 0,
+            ..tiny()
+        };
+        let data = {
+            let mask = synthetic_trabecular(&SyntheticParams {
+                size_voxels: 40,
+                ..Default::default()
+            })
+            .unwrap();
+            TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
+        };
+        let outcome = train(&data, &params, dir.path(), false, None, None, |_| {}).unwrap();
+        let eval = super::super::Generator::load(&outcome.generator).unwrap();
+        assert_eq!(eval.card().standing_statistics, None);
+        let (seed, count, dim) = (21, 6, params.arch.latent_dim);
+        let (standing, _) = eval.with_standing_statistics(seed, count).unwrap();
+        let (_vs, tch_gen) = load_tch_generator(&outcome.generator, &params.arch).unwrap();
+        let z: Vec<f32> = (0..count)
+            .flat_map(|i| super::super::latent::latent_for(seed, i, dim))
+            .collect();
+        let batch = tch::no_grad(|| {
+            tch_gen.forward_t(
+                &Tensor::from_slice(&z).reshape([count as i64, dim as i64]),
+                true,
+            )
+        });
+        let batch: Vec<f32> = batch.reshape([-1]).try_into().unwrap();
+        let n = batch.len() / count;
+        let (mut worst_standing, mut worst_running) = (0.0f32, 0.0f32);
+        for (i, theirs) in batch.chunks_exact(n).enumerate() {
+            let zi = &z[i * dim..][..dim];
+            let gap = |ours: Vec<f32>| {
+                ours.iter()
+                    .zip(theirs)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max)
+            };
+            worst_standing = worst_standing.max(gap(standing.forward(zi).unwrap()));
+            worst_running = worst_running.max(gap(eval.forward(zi).unwrap()));
+        }
+        assert!(
+            worst_standing <= 1e-4,
+            "max |standing - train mode| = {worst_standing:e}"
+        );
+        // The check can fail: after two steps the running averages are still near their
+        // initial values, far from this batch's statistics.
+        assert!(
+            worst_running > 1e-2,
+            "running statistics already match: {worst_running:e}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
 
 use super::GanError;
 use super::arch::{BN_EPS, GeneratorArch, LayerSpec};
+use super::generator::ChannelStatistics;
 use super::latent::NormalStream;
 
 /// Batch-norm tensors of one layer.
@@ -175,6 +176,57 @@ pub fn random_safetensors(arch: GeneratorArch, seed: u64) -> Result<Vec<u8>, Gan
         }
     }
     serialize_f32(&tensors)
+}
+
+/// The safetensors buffer `bytes` (weights for `arch`) with each batch norm's
+/// `running_mean` and `running_var` replaced by `stats` (one entry per batch-norm layer, in
+/// layer order); every other tensor, ignored ones included, is copied unchanged.
+pub(crate) fn with_running_statistics(
+    bytes: &[u8],
+    arch: GeneratorArch,
+    origin: &str,
+    stats: &[ChannelStatistics],
+) -> Result<Vec<u8>, GanError> {
+    // Validates names, shapes and dtypes first.
+    parse(bytes, arch, origin)?;
+    let bn_layers: Vec<_> = arch
+        .layers()?
+        .into_iter()
+        .filter(|l| l.batch_norm)
+        .collect();
+    if bn_layers.len() != stats.len() {
+        return Err(GanError::InvalidArgument(format!(
+            "{} batch-norm statistics for {} batch-norm layers",
+            stats.len(),
+            bn_layers.len()
+        )));
+    }
+    let mut replaced: Vec<(String, Vec<u8>)> = Vec::new();
+    for (spec, s) in bn_layers.iter().zip(stats) {
+        if s.mean.len() != spec.out_channels || s.variance.len() != spec.out_channels {
+            return Err(GanError::InvalidArgument(format!(
+                "statistics of {} and {} channels for a layer of {}",
+                s.mean.len(),
+                s.variance.len(),
+                spec.out_channels
+            )));
+        }
+        let names = spec.batch_norm_names();
+        let (mean, var) = s.to_f32();
+        let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        replaced.push((names[2].clone(), le(&mean)));
+        replaced.push((names[3].clone(), le(&var)));
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format_error(origin, e))?;
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    serialize_raw(tensors.iter().map(|(name, view)| {
+        let data = replaced
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(view.data(), |(_, d)| d.as_slice());
+        (name.as_str(), view.dtype(), view.shape().to_vec(), data)
+    }))
 }
 
 /// Serialises named F32 tensors (name, shape, values) to safetensors bytes.
