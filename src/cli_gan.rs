@@ -206,6 +206,10 @@ pub struct TrainArgs {
     /// (standing statistics; 0 = export the running averages of training).
     #[arg(long, default_value_t = osteolab::gan::standing::DEFAULT_COUNT, value_name = "N")]
     pub standing_statistics_count: usize,
+    /// The discriminator's last layer also sees how much the cubes of each batch differ from
+    /// each other (minibatch standard deviation; see `gan::train`).
+    #[arg(long)]
+    pub minibatch_std: bool,
     /// With --batch-norm-discriminator: real and generated cubes through the discriminator
     /// as two batches, as before (its batch norms then hide the field's amplitude from it;
     /// see `gan::train`).
@@ -349,6 +353,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         mask_like_sigma_voxels: args.mask_like_sigma,
         discriminator_sees_mask: args.discriminator_sees_mask,
         standing_statistics_count: args.standing_statistics_count,
+        minibatch_std: args.minibatch_std,
         discriminator_warmup_steps: args.discriminator_warmup,
         init_output_gain: args.init_output_gain,
         learning_rate: args.learning_rate,

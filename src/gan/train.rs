@@ -61,6 +61,12 @@
 //!   the mask pipeline will cut it, against real cubes blurred and sharpened the same way
 //!   (so that the softness of the faces tells D nothing). A strut the generator only
 //!   sketches, which the mask's smoothing then erases, is then missing in what D sees.
+//! - **Minibatch standard deviation** (optional, `minibatch_std`; Karras et al. 2018, ICLR,
+//!   arXiv:1710.10196): the discriminator's last convolution also sees one channel holding
+//!   how much the cubes of the batch differ from each other ([`minibatch_std_channel`];
+//!   real and generated cubes in separate groups). A spectrally normalised D otherwise
+//!   scores each cube on its own and cannot see that generated cubes vary more between
+//!   each other than real ones, for example in how strongly each is aligned.
 //! - **Fine-tuning** from an exported generator (`train`'s `init_generator`) with a fresh
 //!   discriminator, which alone learns for `discriminator_warmup_steps` steps before the
 //!   generator moves. A generator trained with two batches has a faint output; a one-batch
@@ -180,6 +186,11 @@ pub struct TrainParams {
     /// this field existed get the default.
     #[serde(default = "default_standing_statistics_count")]
     pub standing_statistics_count: usize,
+    /// The discriminator's last layer also sees the minibatch standard deviation over each
+    /// batch ([`minibatch_std_channel`], groups of `batch_size`). Checkpoints written before
+    /// this field existed trained without it.
+    #[serde(default)]
+    pub minibatch_std: bool,
 }
 
 fn default_standing_statistics_count() -> usize {
@@ -230,6 +241,7 @@ impl Default for TrainParams {
             mask_like_sigma_voxels: default_mask_like_sigma(),
             discriminator_sees_mask: false,
             standing_statistics_count: default_standing_statistics_count(),
+            minibatch_std: false,
         }
     }
 }
@@ -492,6 +504,8 @@ fn unit(x: &Tensor) -> Tensor {
 /// The DCGAN discriminator (see the module documentation).
 pub struct TchDiscriminator {
     layers: Vec<DiscriminatorLayer>,
+    /// Cubes per group of the minibatch standard-deviation channel (0 = none).
+    minibatch_std_group: usize,
 }
 
 impl TchDiscriminator {
@@ -499,6 +513,17 @@ impl TchDiscriminator {
         root: &nn::Path,
         arch: &GeneratorArch,
         norm: DiscriminatorNorm,
+    ) -> Result<Self, TrainError> {
+        Self::with_minibatch_std(root, arch, norm, 0)
+    }
+
+    /// With `group` > 0, the last convolution also sees the minibatch standard deviation of
+    /// [`minibatch_std_channel`] over consecutive groups of `group` cubes.
+    pub fn with_minibatch_std(
+        root: &nn::Path,
+        arch: &GeneratorArch,
+        norm: DiscriminatorNorm,
+        group: usize,
     ) -> Result<Self, TrainError> {
         let n = layer_count(arch)?;
         let mut layers = Vec::with_capacity(n);
@@ -515,15 +540,19 @@ impl TchDiscriminator {
             ));
             c_in = c_out;
         }
+        let extra = i64::from(group > 0);
         layers.push(DiscriminatorLayer::new(
             root,
             n,
-            (c_in, 1),
+            (c_in + extra, 1),
             (1, 0),
             true,
             norm,
         ));
-        Ok(Self { layers })
+        Ok(Self {
+            layers,
+            minibatch_std_group: group,
+        })
     }
 
     /// `x`: [B, 1, S, S, S] → logits [B]. In training, spectral normalisation advances its
@@ -536,8 +565,43 @@ impl TchDiscriminator {
             // LeakyReLU(0.2) = max(x, 0.2 x).
             h = h.maximum(&(&h * 0.2));
         }
+        if self.minibatch_std_group > 0 {
+            h = Tensor::cat(
+                &[&h, &minibatch_std_channel(&h, self.minibatch_std_group)],
+                1,
+            );
+        }
         last.forward_t(&h, train).reshape([-1])
     }
+}
+
+/// The minibatch standard deviation of Karras et al. (2018, "Progressive growing of GANs",
+/// ICLR, arXiv:1710.10196, §3) as one extra channel: the batch [B, C, s, s, s] is cut into
+/// consecutive groups of `group` cubes (the whole batch if `group` does not divide B); in
+/// each group, the standard deviation over the group of every feature at every position,
+/// averaged, fills the channel of the group's cubes. Real and generated cubes come in
+/// separate groups (a joint batch is the real batch, then the generated one), so the
+/// discriminator can compare how much the cubes of a batch differ from each other: a
+/// generator whose cubes vary more (or less) than real ones is told apart.
+pub fn minibatch_std_channel(h: &Tensor, group: usize) -> Tensor {
+    let size = h.size();
+    let b = size[0];
+    let g = if group > 0 && b % group as i64 == 0 {
+        group as i64
+    } else {
+        b
+    };
+    let grouped = h.reshape([b / g, g, -1]);
+    let sd = (grouped.var_dim(1i64, false, true) + 1e-8).sqrt();
+    let per_group = sd.mean_dim(2i64, true, Kind::Float);
+    let mut shape = size.clone();
+    shape[1] = 1;
+    per_group
+        .expand([b / g, g, 1], false)
+        .reshape([b, 1])
+        .reshape([b, 1, 1, 1, 1])
+        .expand(&shape, false)
+        .contiguous()
 }
 
 /// Segmented training volumes and a sampler of augmented sub-cubes.
@@ -837,8 +901,16 @@ pub fn train(
     let mut g_vs = nn::VarStore::new(device);
     let mut d_vs = nn::VarStore::new(device);
     let generator = TchGenerator::new(&g_vs.root(), &params.arch)?;
-    let discriminator =
-        TchDiscriminator::new(&d_vs.root(), &params.arch, params.discriminator_norm)?;
+    let discriminator = TchDiscriminator::with_minibatch_std(
+        &d_vs.root(),
+        &params.arch,
+        params.discriminator_norm,
+        if params.minibatch_std {
+            params.batch_size
+        } else {
+            0
+        },
+    )?;
     let mut sampler = SplitMix64::new(params.seed ^ 0x005E_ED0F_DA7A);
     let mut start = 0usize;
     let ckpt = checkpoint_dir(out);
@@ -1058,6 +1130,7 @@ pub fn train(
                 "intercept_loss_weight": params.intercept_loss_weight,
                 "mask_like_sigma_voxels": params.mask_like_sigma_voxels,
                 "discriminator_sees_mask": params.discriminator_sees_mask,
+                "minibatch_std": params.minibatch_std,
                 "init_generator": init_generator.map(|p| p.display().to_string()),
                 "epochs": last.map(|p| p.epoch),
                 "final_loss_d": last.map(|p| p.loss_d),
@@ -1229,8 +1302,49 @@ mod tests {
         smoke_test_with(TrainParams {
             intercept_loss_weight: 100.0,
             discriminator_sees_mask: true,
+            minibatch_std: true,
             ..tiny()
         });
+    }
+
+    /// Two groups of two cubes: identical cubes give a zero channel, cubes of +a and −a
+    /// everywhere give a (the biased standard deviation of {a, −a}); the channel has the
+    /// cubes' shape with one channel, and a batch the group does not divide is one group.
+    #[test]
+    fn minibatch_std_channel_is_the_group_standard_deviation() {
+        let a = 0.75f64;
+        let ones = Tensor::ones([1, 2, 3, 3, 3], (Kind::Float, Device::Cpu));
+        let x = Tensor::cat(&[&ones, &ones, &(&ones * a), &(&ones * -a)], 0);
+        let c = minibatch_std_channel(&x, 2);
+        assert_eq!(c.size(), [4, 1, 3, 3, 3]);
+        for (cube, want) in [(0, 0.0), (1, 0.0), (2, a), (3, a)] {
+            let (lo, hi) = (
+                c.get(cube).min().double_value(&[]),
+                c.get(cube).max().double_value(&[]),
+            );
+            assert!(
+                (lo - want).abs() < 1e-3 && (hi - want).abs() < 1e-3,
+                "cube {cube}: {lo}..{hi}"
+            );
+        }
+        // Group 3 does not divide 4: one group of all four cubes, sd over {1, 1, a, −a}.
+        let all = minibatch_std_channel(&x, 3).max().double_value(&[]);
+        let values = [1.0, 1.0, a, -a];
+        let mean = values.iter().sum::<f64>() / 4.0;
+        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+        assert!((all - sd).abs() < 1e-3, "{all} against {sd}");
+        // The discriminator with the channel scores each cube.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let arch = tiny().arch;
+        let d =
+            TchDiscriminator::with_minibatch_std(&vs.root(), &arch, DiscriminatorNorm::Spectral, 2)
+                .unwrap();
+        let s = arch.size as i64;
+        let logits = d.forward_t(
+            &Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu)),
+            true,
+        );
+        assert_eq!(logits.size(), [4]);
     }
 
     fn smoke_test_with(params: TrainParams) {
