@@ -179,6 +179,10 @@ pub struct TrainArgs {
     /// discriminator from scratch; ignored when --resume finds a checkpoint.
     #[arg(long, value_name = "FILE")]
     pub init_generator: Option<PathBuf>,
+    /// Start the discriminator from a checkpoint's `discriminator.safetensors`; one saved
+    /// without --minibatch-std is widened for it (the new channel starts at zero weight).
+    #[arg(long, value_name = "FILE")]
+    pub init_discriminator: Option<PathBuf>,
     /// Steps in which only the discriminator learns (for --init-generator).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub discriminator_warmup: usize,
@@ -378,6 +382,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         &args.out,
         args.resume,
         args.init_generator.as_deref(),
+        args.init_discriminator.as_deref(),
         None,
         |p| {
             let intercepts = p

@@ -886,6 +886,7 @@ pub fn train(
     out: &Path,
     resume: bool,
     init_generator: Option<&Path>,
+    init_discriminator: Option<&Path>,
     cancel: Option<&AtomicBool>,
     mut progress: impl FnMut(&TrainProgress),
 ) -> Result<TrainOutcome, TrainError> {
@@ -930,6 +931,9 @@ pub fn train(
                     .g_mul_scalar_(params.init_output_gain);
             });
         }
+    }
+    if let (Some(path), false) = (init_discriminator, resuming) {
+        load_discriminator_widening(&mut d_vs, path)?;
     }
     if resuming {
         let text = std::fs::read_to_string(&state_path).map_err(|source| TrainError::Io {
@@ -1132,6 +1136,7 @@ pub fn train(
                 "discriminator_sees_mask": params.discriminator_sees_mask,
                 "minibatch_std": params.minibatch_std,
                 "init_generator": init_generator.map(|p| p.display().to_string()),
+                "init_discriminator": init_discriminator.map(|p| p.display().to_string()),
                 "epochs": last.map(|p| p.epoch),
                 "final_loss_d": last.map(|p| p.loss_d),
                 "final_loss_g": last.map(|p| p.loss_g),
@@ -1159,6 +1164,51 @@ pub fn train(
         last,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Loads a discriminator checkpoint into `d_vs` tensor by tensor. A tensor of the same shape
+/// is copied; a weight with one more input channel than the saved one (the last convolution
+/// of a discriminator with [`minibatch_std_channel`], from one without) gets the saved
+/// weights in its first channels and zero on the new one, so that the discriminator starts
+/// out scoring exactly as the saved one did. Any other difference is an error.
+fn load_discriminator_widening(d_vs: &mut nn::VarStore, path: &Path) -> Result<(), TrainError> {
+    let bad = |reason: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let saved = Tensor::read_safetensors(path).map_err(|e| bad(e.to_string()))?;
+    let mut vars: Vec<(String, Tensor)> = d_vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in &vars {
+        let Some((_, src)) = saved.iter().find(|(n, _)| n == name) else {
+            return Err(bad(format!("no tensor `{name}`")));
+        };
+        let (want, got) = (var.size(), src.size());
+        let widened = want.len() == got.len()
+            && want.len() > 1
+            && want[1] == got[1] + 1
+            && want
+                .iter()
+                .zip(&got)
+                .enumerate()
+                .all(|(i, (a, b))| i == 1 || a == b);
+        tch::no_grad(|| {
+            let mut dst = var.shallow_clone();
+            if want == got {
+                dst.copy_(src);
+                Ok(())
+            } else if widened {
+                let _ = dst.zero_();
+                dst.narrow(1, 0, got[1]).copy_(src);
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "tensor `{name}` has shape {got:?}, the discriminator needs {want:?}"
+                )))
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// The tch generator of an exported file, for comparisons with the pure-Rust one.
@@ -1307,6 +1357,60 @@ mod tests {
         });
     }
 
+    /// A discriminator with the minibatch channel, loaded from the checkpoint of one without
+    /// it, scores every batch exactly as the saved one does (its new input channel starts at
+    /// zero weight); a checkpoint of another architecture is refused by name.
+    #[test]
+    fn discriminator_widened_for_the_minibatch_channel_scores_as_the_saved_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = TrainParams { steps: 2, ..tiny() };
+        train(
+            &data(),
+            &params,
+            dir.path(),
+            false,
+            None,
+            None,
+            None,
+            |_| {},
+        )
+        .unwrap();
+        let ckpt = checkpoint_dir(dir.path()).join("discriminator.safetensors");
+        let mut plain_vs = nn::VarStore::new(Device::Cpu);
+        let plain =
+            TchDiscriminator::new(&plain_vs.root(), &params.arch, params.discriminator_norm)
+                .unwrap();
+        plain_vs.load(&ckpt).unwrap();
+        let mut wide_vs = nn::VarStore::new(Device::Cpu);
+        let wide = TchDiscriminator::with_minibatch_std(
+            &wide_vs.root(),
+            &params.arch,
+            params.discriminator_norm,
+            2,
+        )
+        .unwrap();
+        load_discriminator_widening(&mut wide_vs, &ckpt).unwrap();
+        let s = params.arch.size as i64;
+        let x = Tensor::randn([4, 1, s, s, s], (Kind::Float, Device::Cpu));
+        let (a, b) = tch::no_grad(|| (plain.forward_t(&x, false), wide.forward_t(&x, false)));
+        let gap = (a - b).abs().max().double_value(&[]);
+        assert!(gap < 1e-6, "logits differ by {gap:e}");
+
+        let mut other_vs = nn::VarStore::new(Device::Cpu);
+        let bigger = GeneratorArch {
+            base_channels: 4,
+            ..params.arch
+        };
+        let _ = TchDiscriminator::new(&other_vs.root(), &bigger, params.discriminator_norm);
+        let e = load_discriminator_widening(&mut other_vs, &ckpt)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("discriminator.safetensors") && e.contains("shape"),
+            "{e}"
+        );
+    }
+
     /// Two groups of two cubes: identical cubes give a zero channel, cubes of +a and −a
     /// everywhere give a (the biased standard deviation of {a, −a}); the channel has the
     /// cubes' shape with one channel, and a batch the group does not divide is one group.
@@ -1351,7 +1455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = data();
         let mut seen = Vec::new();
-        let outcome = train(&data, &params, dir.path(), false, None, None, |p| {
+        let outcome = train(&data, &params, dir.path(), false, None, None, None, |p| {
             seen.push(p.step)
         })
         .unwrap();
@@ -1396,7 +1500,7 @@ mod tests {
         std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
         let more = TrainParams { steps: 5, ..params };
         let mut resumed = Vec::new();
-        let outcome = train(&data, &more, dir.path(), true, None, None, |p| {
+        let outcome = train(&data, &more, dir.path(), true, None, None, None, |p| {
             resumed.push(p.step)
         })
         .unwrap();
@@ -1640,7 +1744,7 @@ mod tests {
             discriminator_norm: DiscriminatorNorm::Spectral,
             ..tiny()
         };
-        train(&data, &params, dir.path(), false, None, None, |_| {}).unwrap();
+        train(&data, &params, dir.path(), false, None, None, None, |_| {}).unwrap();
         let mut saved = nn::VarStore::new(Device::Cpu);
         let _ = TchDiscriminator::new(&saved.root(), &params.arch, params.discriminator_norm);
         saved
@@ -1654,7 +1758,7 @@ mod tests {
         assert_eq!(card["training"]["discriminator_norm"], "spectral");
         let more = TrainParams { steps: 6, ..params };
         let mut resumed = Vec::new();
-        let outcome = train(&data, &more, dir.path(), true, None, None, |p| {
+        let outcome = train(&data, &more, dir.path(), true, None, None, None, |p| {
             assert!(p.loss_d.is_finite() && p.loss_g.is_finite());
             resumed.push(p.step)
         })
@@ -1670,7 +1774,17 @@ mod tests {
     fn fine_tuning_starts_from_the_exported_generator() {
         let data = data();
         let first = tempfile::tempdir().unwrap();
-        let base = train(&data, &tiny(), first.path(), false, None, None, |_| {}).unwrap();
+        let base = train(
+            &data,
+            &tiny(),
+            first.path(),
+            false,
+            None,
+            None,
+            None,
+            |_| {},
+        )
+        .unwrap();
         let conv_weights = |path: &Path| -> Vec<Vec<f32>> {
             let (_vs, g) = load_tch_generator(path, &tiny().arch).unwrap();
             g.layers
@@ -1695,6 +1809,7 @@ mod tests {
                 dir.path(),
                 true,
                 Some(&base.generator),
+                None,
                 None,
                 |p| assert!(p.loss_slices.is_finite() && p.loss_slices >= 0.0),
             )
@@ -1736,7 +1851,7 @@ mod tests {
             .unwrap();
             TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
         };
-        let outcome = train(&data, &params, dir.path(), false, None, None, |_| {}).unwrap();
+        let outcome = train(&data, &params, dir.path(), false, None, None, None, |_| {}).unwrap();
         let rust = super::super::Generator::load(&outcome.generator).unwrap();
         let (_vs, tch_gen) = load_tch_generator(&outcome.generator, &params.arch).unwrap();
         for index in 0..3 {
@@ -1784,7 +1899,7 @@ mod tests {
             .unwrap();
             TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
         };
-        let outcome = train(&data, &params, dir.path(), false, None, None, |_| {}).unwrap();
+        let outcome = train(&data, &params, dir.path(), false, None, None, None, |_| {}).unwrap();
         let eval = super::super::Generator::load(&outcome.generator).unwrap();
         assert_eq!(eval.card().standing_statistics, None);
         let (seed, count, dim) = (21, 6, params.arch.latent_dim);
