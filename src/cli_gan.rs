@@ -325,7 +325,9 @@ fn train(_: &TrainArgs) -> Result<()> {
 fn train(args: &TrainArgs) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     use osteolab::gan::arch::GeneratorArch;
-    use osteolab::gan::train::{DiscriminatorNorm, TrainParams, TrainingData, train};
+    use osteolab::gan::train::{
+        DiscriminatorNorm, Initialisation, TrainParams, TrainingData, train,
+    };
     use std::io::IsTerminal;
 
     let masks = args.training.load_masks()?;
@@ -381,8 +383,10 @@ fn train(args: &TrainArgs) -> Result<()> {
         &params,
         &args.out,
         args.resume,
-        args.init_generator.as_deref(),
-        args.init_discriminator.as_deref(),
+        Initialisation {
+            generator: args.init_generator.as_deref(),
+            discriminator: args.init_discriminator.as_deref(),
+        },
         None,
         |p| {
             let intercepts = p

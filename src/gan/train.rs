@@ -880,13 +880,21 @@ fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainErr
 /// With `resume`, continues from `out/checkpoint` when it exists. Otherwise, with
 /// `init_generator` (an exported `generator.safetensors` of the same architecture), the
 /// generator starts from those weights and the discriminator from scratch.
+/// Where a run that does not resume takes its starting weights from (fresh when `None`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Initialisation<'a> {
+    /// An exported `generator.safetensors` of the same architecture (fine-tuning).
+    pub generator: Option<&'a Path>,
+    /// A checkpoint's `discriminator.safetensors` ([`load_discriminator_widening`]).
+    pub discriminator: Option<&'a Path>,
+}
+
 pub fn train(
     data: &TrainingData,
     params: &TrainParams,
     out: &Path,
     resume: bool,
-    init_generator: Option<&Path>,
-    init_discriminator: Option<&Path>,
+    init: Initialisation<'_>,
     cancel: Option<&AtomicBool>,
     mut progress: impl FnMut(&TrainProgress),
 ) -> Result<TrainOutcome, TrainError> {
@@ -917,7 +925,7 @@ pub fn train(
     let ckpt = checkpoint_dir(out);
     let state_path = ckpt.join("state.json");
     let resuming = resume && state_path.exists();
-    if let (Some(path), false) = (init_generator, resuming) {
+    if let (Some(path), false) = (init.generator, resuming) {
         g_vs.load(path).map_err(|e| TrainError::Checkpoint {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -932,7 +940,7 @@ pub fn train(
             });
         }
     }
-    if let (Some(path), false) = (init_discriminator, resuming) {
+    if let (Some(path), false) = (init.discriminator, resuming) {
         load_discriminator_widening(&mut d_vs, path)?;
     }
     if resuming {
@@ -1135,8 +1143,8 @@ pub fn train(
                 "mask_like_sigma_voxels": params.mask_like_sigma_voxels,
                 "discriminator_sees_mask": params.discriminator_sees_mask,
                 "minibatch_std": params.minibatch_std,
-                "init_generator": init_generator.map(|p| p.display().to_string()),
-                "init_discriminator": init_discriminator.map(|p| p.display().to_string()),
+                "init_generator": init.generator.map(|p| p.display().to_string()),
+                "init_discriminator": init.discriminator.map(|p| p.display().to_string()),
                 "epochs": last.map(|p| p.epoch),
                 "final_loss_d": last.map(|p| p.loss_d),
                 "final_loss_g": last.map(|p| p.loss_g),
@@ -1369,8 +1377,7 @@ mod tests {
             &params,
             dir.path(),
             false,
-            None,
-            None,
+            Initialisation::default(),
             None,
             |_| {},
         )
@@ -1455,9 +1462,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = data();
         let mut seen = Vec::new();
-        let outcome = train(&data, &params, dir.path(), false, None, None, None, |p| {
-            seen.push(p.step)
-        })
+        let outcome = train(
+            &data,
+            &params,
+            dir.path(),
+            false,
+            Initialisation::default(),
+            None,
+            |p| seen.push(p.step),
+        )
         .unwrap();
         assert_eq!(seen, vec![1, 2, 3, 4]);
         let last = outcome.last.unwrap();
@@ -1500,9 +1513,15 @@ mod tests {
         std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
         let more = TrainParams { steps: 5, ..params };
         let mut resumed = Vec::new();
-        let outcome = train(&data, &more, dir.path(), true, None, None, None, |p| {
-            resumed.push(p.step)
-        })
+        let outcome = train(
+            &data,
+            &more,
+            dir.path(),
+            true,
+            Initialisation::default(),
+            None,
+            |p| resumed.push(p.step),
+        )
         .unwrap();
         assert_eq!(outcome.resumed_from_step, 2);
         assert_eq!(resumed, vec![3, 4, 5]);
@@ -1744,7 +1763,16 @@ mod tests {
             discriminator_norm: DiscriminatorNorm::Spectral,
             ..tiny()
         };
-        train(&data, &params, dir.path(), false, None, None, None, |_| {}).unwrap();
+        train(
+            &data,
+            &params,
+            dir.path(),
+            false,
+            Initialisation::default(),
+            None,
+            |_| {},
+        )
+        .unwrap();
         let mut saved = nn::VarStore::new(Device::Cpu);
         let _ = TchDiscriminator::new(&saved.root(), &params.arch, params.discriminator_norm);
         saved
@@ -1758,10 +1786,18 @@ mod tests {
         assert_eq!(card["training"]["discriminator_norm"], "spectral");
         let more = TrainParams { steps: 6, ..params };
         let mut resumed = Vec::new();
-        let outcome = train(&data, &more, dir.path(), true, None, None, None, |p| {
-            assert!(p.loss_d.is_finite() && p.loss_g.is_finite());
-            resumed.push(p.step)
-        })
+        let outcome = train(
+            &data,
+            &more,
+            dir.path(),
+            true,
+            Initialisation::default(),
+            None,
+            |p| {
+                assert!(p.loss_d.is_finite() && p.loss_g.is_finite());
+                resumed.push(p.step)
+            },
+        )
         .unwrap();
         assert_eq!(outcome.resumed_from_step, 4);
         assert_eq!(resumed, vec![5, 6]);
@@ -1779,8 +1815,7 @@ mod tests {
             &tiny(),
             first.path(),
             false,
-            None,
-            None,
+            Initialisation::default(),
             None,
             |_| {},
         )
@@ -1808,8 +1843,10 @@ mod tests {
                 &params,
                 dir.path(),
                 true,
-                Some(&base.generator),
-                None,
+                Initialisation {
+                    generator: Some(&base.generator),
+                    ..Default::default()
+                },
                 None,
                 |p| assert!(p.loss_slices.is_finite() && p.loss_slices >= 0.0),
             )
@@ -1851,7 +1888,16 @@ mod tests {
             .unwrap();
             TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
         };
-        let outcome = train(&data, &params, dir.path(), false, None, None, None, |_| {}).unwrap();
+        let outcome = train(
+            &data,
+            &params,
+            dir.path(),
+            false,
+            Initialisation::default(),
+            None,
+            |_| {},
+        )
+        .unwrap();
         let rust = super::super::Generator::load(&outcome.generator).unwrap();
         let (_vs, tch_gen) = load_tch_generator(&outcome.generator, &params.arch).unwrap();
         for index in 0..3 {
@@ -1899,7 +1945,16 @@ mod tests {
             .unwrap();
             TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
         };
-        let outcome = train(&data, &params, dir.path(), false, None, None, None, |_| {}).unwrap();
+        let outcome = train(
+            &data,
+            &params,
+            dir.path(),
+            false,
+            Initialisation::default(),
+            None,
+            |_| {},
+        )
+        .unwrap();
         let eval = super::super::Generator::load(&outcome.generator).unwrap();
         assert_eq!(eval.card().standing_statistics, None);
         let (seed, count, dim) = (21, 6, params.arch.latent_dim);
