@@ -1866,10 +1866,9 @@ mod tests {
         }
     }
 
-    /// The pure-Rust generator reproduces tch's eval-mode forward pass on the exported
-    /// weights to 1e-5.
-    #[test]
-    fn pure_rust_generator_matches_tch_forward_to_1e_5() {
+    /// Two training steps of a 32³ generator (latent 16, 4 base channels) on a synthetic
+    /// volume, exported with standing statistics over `standing_count` cubes (0 = none).
+    fn two_steps_at_32(standing_count: usize) -> (tempfile::TempDir, TrainParams, TrainOutcome) {
         let dir = tempfile::tempdir().unwrap();
         let params = TrainParams {
             arch: GeneratorArch {
@@ -1878,6 +1877,7 @@ mod tests {
                 size: 32,
             },
             steps: 2,
+            standing_statistics_count: standing_count,
             ..tiny()
         };
         let data = {
@@ -1898,6 +1898,14 @@ mod tests {
             |_| {},
         )
         .unwrap();
+        (dir, params, outcome)
+    }
+
+    /// The pure-Rust generator reproduces tch's eval-mode forward pass on the exported
+    /// weights to 1e-5.
+    #[test]
+    fn pure_rust_generator_matches_tch_forward_to_1e_5() {
+        let (_dir, params, outcome) = two_steps_at_32(tiny().standing_statistics_count);
         let rust = super::super::Generator::load(&outcome.generator).unwrap();
         let (_vs, tch_gen) = load_tch_generator(&outcome.generator, &params.arch).unwrap();
         for index in 0..3 {
@@ -1925,36 +1933,8 @@ mod tests {
     /// own mean and biased variance), to 1e-4.
     #[test]
     fn standing_statistics_reproduce_train_mode_batch_norm_over_the_same_cubes() {
-        let dir = tempfile::tempdir().unwrap();
-        let params = TrainParams {
-            arch: GeneratorArch {
-                latent_dim: 16,
-                base_channels: 4,
-                size: 32,
-            },
-            steps: 2,
-            // Export the running averages, to compare them too.
-            standing_statistics_count: 0,
-            ..tiny()
-        };
-        let data = {
-            let mask = synthetic_trabecular(&SyntheticParams {
-                size_voxels: 40,
-                ..Default::default()
-            })
-            .unwrap();
-            TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
-        };
-        let outcome = train(
-            &data,
-            &params,
-            dir.path(),
-            false,
-            Initialisation::default(),
-            None,
-            |_| {},
-        )
-        .unwrap();
+        // Export the running averages, to compare them too.
+        let (_dir, params, outcome) = two_steps_at_32(0);
         let eval = super::super::Generator::load(&outcome.generator).unwrap();
         assert_eq!(eval.card().standing_statistics, None);
         let (seed, count, dim) = (21, 6, params.arch.latent_dim);
