@@ -1372,16 +1372,7 @@ mod tests {
     fn discriminator_widened_for_the_minibatch_channel_scores_as_the_saved_one() {
         let dir = tempfile::tempdir().unwrap();
         let params = TrainParams { steps: 2, ..tiny() };
-        train(
-            &data(),
-            &params,
-            dir.path(),
-            false,
-            Initialisation::default(),
-            None,
-            |_| {},
-        )
-        .unwrap();
+        train_fresh(&data(), &params, dir.path());
         let ckpt = checkpoint_dir(dir.path()).join("discriminator.safetensors");
         let mut plain_vs = nn::VarStore::new(Device::Cpu);
         let plain =
@@ -1763,16 +1754,7 @@ mod tests {
             discriminator_norm: DiscriminatorNorm::Spectral,
             ..tiny()
         };
-        train(
-            &data,
-            &params,
-            dir.path(),
-            false,
-            Initialisation::default(),
-            None,
-            |_| {},
-        )
-        .unwrap();
+        train_fresh(&data, &params, dir.path());
         let mut saved = nn::VarStore::new(Device::Cpu);
         let _ = TchDiscriminator::new(&saved.root(), &params.arch, params.discriminator_norm);
         saved
@@ -1810,16 +1792,7 @@ mod tests {
     fn fine_tuning_starts_from_the_exported_generator() {
         let data = data();
         let first = tempfile::tempdir().unwrap();
-        let base = train(
-            &data,
-            &tiny(),
-            first.path(),
-            false,
-            Initialisation::default(),
-            None,
-            |_| {},
-        )
-        .unwrap();
+        let base = train_fresh(&data, &tiny(), first.path());
         let conv_weights = |path: &Path| -> Vec<Vec<f32>> {
             let (_vs, g) = load_tch_generator(path, &tiny().arch).unwrap();
             g.layers
@@ -1866,6 +1839,20 @@ mod tests {
         }
     }
 
+    /// A fresh run (no resume, no initial weights, no cancel, progress ignored).
+    fn train_fresh(data: &TrainingData, params: &TrainParams, out: &Path) -> TrainOutcome {
+        train(
+            data,
+            params,
+            out,
+            false,
+            Initialisation::default(),
+            None,
+            |_| {},
+        )
+        .unwrap()
+    }
+
     /// Two training steps of a 32³ generator (latent 16, 4 base channels) on a synthetic
     /// volume, exported with standing statistics over `standing_count` cubes (0 = none).
     fn two_steps_at_32(standing_count: usize) -> (tempfile::TempDir, TrainParams, TrainOutcome) {
@@ -1888,16 +1875,7 @@ mod tests {
             .unwrap();
             TrainingData::from_masks(vec![mask], 32, "synthetic").unwrap()
         };
-        let outcome = train(
-            &data,
-            &params,
-            dir.path(),
-            false,
-            Initialisation::default(),
-            None,
-            |_| {},
-        )
-        .unwrap();
+        let outcome = train_fresh(&data, &params, dir.path());
         (dir, params, outcome)
     }
 
