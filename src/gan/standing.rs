@@ -3,7 +3,7 @@
 //! A DCGAN generator is trained in train mode: every batch norm normalises by the statistics
 //! of the current batch (8 cubes for the shipped weights). What is exported for eval mode are
 //! the running averages `r ← 0.9 r + 0.1 · batch statistic`, accumulated while the weights
-//! were still changing, so they describe the generator of a few hundred steps earlier, not
+//! were still changing, so they describe the generator of the last few dozen steps, not
 //! the exported one. Brock, Donahue & Simonyan (2019, "Large scale GAN training for high
 //! fidelity natural image synthesis", ICLR, arXiv:1809.11096, app. C) replace them at
 //! sampling time by "standing statistics": the statistics of many forward passes of the final
