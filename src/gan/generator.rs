@@ -606,7 +606,9 @@ pub fn to_mask(
 #[cfg(test)]
 mod tests {
     use super::super::arch::DEFAULT_MASK_SIGMA_VOXELS;
-    use super::super::weights::{random_safetensors, serialize_f32, serialize_raw};
+    use super::super::weights::{
+        decode_f32_tensors, random_safetensors, serialize_f32, serialize_raw,
+    };
     use super::*;
     use crate::rng::SplitMix64;
     use crate::volume::segment::component_sizes;
@@ -852,20 +854,7 @@ mod tests {
     fn loads_from_files_with_the_card_and_lists_extra_tensors() {
         let dir = tempfile::tempdir().unwrap();
         let arch = small();
-        let mut tensors = Vec::new();
-        let st = safetensors::SafeTensors::deserialize(&random_safetensors(arch, 4).unwrap())
-            .unwrap()
-            .tensors()
-            .into_iter()
-            .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
-            .collect::<Vec<_>>();
-        for (n, shape, data) in &st {
-            let vals: Vec<f32> = data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            tensors.push((n.clone(), shape.clone(), vals));
-        }
+        let mut tensors = decode_f32_tensors(&random_safetensors(arch, 4).unwrap());
         tensors.push(("bn1.num_batches_tracked".into(), vec![1], vec![0.0]));
         let path = dir.path().join("g.safetensors");
         std::fs::write(&path, serialize_f32(&tensors).unwrap()).unwrap();

@@ -126,7 +126,7 @@ fn change(running: &ChannelStatistics, standing: &ChannelStatistics) -> Statisti
 mod tests {
     use super::*;
     use crate::gan::GeneratorArch;
-    use crate::gan::weights::{random_safetensors, serialize_f32};
+    use crate::gan::weights::{decode_f32_tensors, random_safetensors, serialize_f32};
     use safetensors::SafeTensors;
 
     fn arch() -> GeneratorArch {
@@ -140,20 +140,7 @@ mod tests {
     /// Weights with an extra (ignored) tensor and a card carrying validation and mask
     /// records, written to `dir/g.safetensors` and `dir/g.json`.
     fn write_inputs(dir: &Path) -> PathBuf {
-        let st_bytes = random_safetensors(arch(), 3).unwrap();
-        let st = SafeTensors::deserialize(&st_bytes).unwrap();
-        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = st
-            .tensors()
-            .into_iter()
-            .map(|(n, v)| {
-                let vals = v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                (n, v.shape().to_vec(), vals)
-            })
-            .collect();
+        let mut tensors = decode_f32_tensors(&random_safetensors(arch(), 3).unwrap());
         tensors.push(("extra.note".into(), vec![2], vec![1.5, -2.5]));
         let path = dir.join("g.safetensors");
         std::fs::write(&path, serialize_f32(&tensors).unwrap()).unwrap();

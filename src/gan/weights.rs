@@ -86,10 +86,31 @@ fn read_f32(
             ),
         });
     }
-    Ok(data
-        .chunks_exact(4)
+    Ok(f32_from_le(data))
+}
+
+/// Little-endian bytes (a multiple of 4) to f32 values.
+fn f32_from_le(data: &[u8]) -> Vec<f32> {
+    data.chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+        .collect()
+}
+
+/// f32 values to little-endian bytes.
+fn f32_to_le(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Every tensor of a safetensors buffer of F32 tensors as (name, shape, values), in the
+/// file's order: the inverse of [`serialize_f32`], for tests that edit a valid file.
+#[cfg(test)]
+pub(crate) fn decode_f32_tensors(bytes: &[u8]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    SafeTensors::deserialize(bytes)
+        .expect("a valid safetensors buffer")
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().to_vec(), f32_from_le(view.data())))
+        .collect()
 }
 
 /// Parses and validates a safetensors buffer against `arch`; `origin` names it in errors.
@@ -213,9 +234,8 @@ pub(crate) fn with_running_statistics(
         }
         let names = spec.batch_norm_names();
         let (mean, var) = s.to_f32();
-        let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        replaced.push((names[2].clone(), le(&mean)));
-        replaced.push((names[3].clone(), le(&var)));
+        replaced.push((names[2].clone(), f32_to_le(&mean)));
+        replaced.push((names[3].clone(), f32_to_le(&var)));
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| format_error(origin, e))?;
     let mut tensors = st.tensors();
@@ -233,10 +253,7 @@ pub(crate) fn with_running_statistics(
 pub(crate) fn serialize_f32(
     tensors: &[(String, Vec<usize>, Vec<f32>)],
 ) -> Result<Vec<u8>, GanError> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| f32_to_le(v)).collect();
     serialize_raw(
         tensors
             .iter()
