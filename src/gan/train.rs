@@ -598,7 +598,6 @@ pub fn minibatch_std_channel(h: &Tensor, group: usize) -> Tensor {
     shape[1] = 1;
     per_group
         .expand([b / g, g, 1], false)
-        .reshape([b, 1])
         .reshape([b, 1, 1, 1, 1])
         .expand(&shape, false)
         .contiguous()
@@ -876,10 +875,6 @@ fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainErr
     })
 }
 
-/// Trains ReconGAN on `data`, writing checkpoints and the exported generator into `out`.
-/// With `resume`, continues from `out/checkpoint` when it exists. Otherwise, with
-/// `init_generator` (an exported `generator.safetensors` of the same architecture), the
-/// generator starts from those weights and the discriminator from scratch.
 /// Where a run that does not resume takes its starting weights from (fresh when `None`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Initialisation<'a> {
@@ -889,6 +884,10 @@ pub struct Initialisation<'a> {
     pub discriminator: Option<&'a Path>,
 }
 
+/// Trains ReconGAN on `data`, writing checkpoints and the exported generator into `out`.
+/// With `resume`, continues from `out/checkpoint` when it exists. Otherwise each network
+/// starts from `init` where it names a file (an exported generator of the same
+/// architecture; a discriminator checkpoint), and from scratch where it does not.
 pub fn train(
     data: &TrainingData,
     params: &TrainParams,
@@ -1453,16 +1452,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = data();
         let mut seen = Vec::new();
-        let outcome = train(
-            &data,
-            &params,
-            dir.path(),
-            false,
-            Initialisation::default(),
-            None,
-            |p| seen.push(p.step),
-        )
-        .unwrap();
+        let outcome = train_run(&data, &params, dir.path(), false, |p| seen.push(p.step));
         assert_eq!(seen, vec![1, 2, 3, 4]);
         let last = outcome.last.unwrap();
         assert!(last.loss_d.is_finite() && last.loss_g.is_finite());
@@ -1504,16 +1494,7 @@ mod tests {
         std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
         let more = TrainParams { steps: 5, ..params };
         let mut resumed = Vec::new();
-        let outcome = train(
-            &data,
-            &more,
-            dir.path(),
-            true,
-            Initialisation::default(),
-            None,
-            |p| resumed.push(p.step),
-        )
-        .unwrap();
+        let outcome = train_run(&data, &more, dir.path(), true, |p| resumed.push(p.step));
         assert_eq!(outcome.resumed_from_step, 2);
         assert_eq!(resumed, vec![3, 4, 5]);
     }
@@ -1768,19 +1749,10 @@ mod tests {
         assert_eq!(card["training"]["discriminator_norm"], "spectral");
         let more = TrainParams { steps: 6, ..params };
         let mut resumed = Vec::new();
-        let outcome = train(
-            &data,
-            &more,
-            dir.path(),
-            true,
-            Initialisation::default(),
-            None,
-            |p| {
-                assert!(p.loss_d.is_finite() && p.loss_g.is_finite());
-                resumed.push(p.step)
-            },
-        )
-        .unwrap();
+        let outcome = train_run(&data, &more, dir.path(), true, |p| {
+            assert!(p.loss_d.is_finite() && p.loss_g.is_finite());
+            resumed.push(p.step)
+        });
         assert_eq!(outcome.resumed_from_step, 4);
         assert_eq!(resumed, vec![5, 6]);
     }
@@ -1839,18 +1811,29 @@ mod tests {
         }
     }
 
-    /// A fresh run (no resume, no initial weights, no cancel, progress ignored).
-    fn train_fresh(data: &TrainingData, params: &TrainParams, out: &Path) -> TrainOutcome {
+    /// A run without initial weights or cancel flag, resumed or not.
+    fn train_run(
+        data: &TrainingData,
+        params: &TrainParams,
+        out: &Path,
+        resume: bool,
+        progress: impl FnMut(&TrainProgress),
+    ) -> TrainOutcome {
         train(
             data,
             params,
             out,
-            false,
+            resume,
             Initialisation::default(),
             None,
-            |_| {},
+            progress,
         )
         .unwrap()
+    }
+
+    /// A fresh run, progress ignored.
+    fn train_fresh(data: &TrainingData, params: &TrainParams, out: &Path) -> TrainOutcome {
+        train_run(data, params, out, false, |_| {})
     }
 
     /// Two training steps of a 32³ generator (latent 16, 4 base channels) on a synthetic
