@@ -175,12 +175,14 @@ pub struct TrainArgs {
     pub resume: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Start the generator from these exported weights (same architecture) and the
-    /// discriminator from scratch; ignored when --resume finds a checkpoint.
+    /// Start the generator from these exported weights (same architecture); the
+    /// discriminator starts from scratch unless --init-discriminator is given. Ignored when
+    /// --resume finds a checkpoint.
     #[arg(long, value_name = "FILE")]
     pub init_generator: Option<PathBuf>,
     /// Start the discriminator from a checkpoint's `discriminator.safetensors`; one saved
     /// without --minibatch-std is widened for it (the new channel starts at zero weight).
+    /// Ignored when --resume finds a checkpoint.
     #[arg(long, value_name = "FILE")]
     pub init_discriminator: Option<PathBuf>,
     /// Steps in which only the discriminator learns (for --init-generator).
