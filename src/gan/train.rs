@@ -786,8 +786,9 @@ pub fn mask_like(cubes: &Tensor, sigma_voxels: f64) -> Result<Tensor, TrainError
 /// 3): for a field f = (t + 1)/2 in [0, 1], the crossings along an axis are the total
 /// variation Σ|f(x + e) − f(x)| of its lines, which is one per bone/marrow interface
 /// whether the interface is sharp or spread over a few voxels. The shares are the axis
-/// intercept densities of the MIL fabric, normalised by their mean.
-pub fn axis_intercept_shares(cubes: &Tensor) -> Tensor {
+/// intercept densities of the MIL fabric, normalised by their mean. On a ±1 mask it gives
+/// what [`crate::gan::validate::axis_intercept_shares`] gives on a `BoneMask`.
+pub fn total_variation_intercept_shares(cubes: &Tensor) -> Tensor {
     let f = (cubes + 1.0) * 0.5;
     let per_axis: Vec<Tensor> = [2i64, 3, 4]
         .iter()
@@ -804,10 +805,10 @@ pub fn axis_intercept_shares(cubes: &Tensor) -> Tensor {
 }
 
 /// The intercept-share distance of the module docs: per axis, the squared 2-Wasserstein
-/// distance between the sorted [`axis_intercept_shares`] of the real batch and of
+/// distance between the sorted [`total_variation_intercept_shares`] of the real batch and of
 /// `fake_mask_like` (the generated batch through [`mask_like`]), averaged over the axes.
 pub fn intercept_share_loss(real: &Tensor, fake_mask_like: &Tensor) -> Tensor {
-    let sorted = |t: &Tensor| axis_intercept_shares(t).sort(0, false).0;
+    let sorted = |t: &Tensor| total_variation_intercept_shares(t).sort(0, false).0;
     (sorted(fake_mask_like) - sorted(real))
         .square()
         .mean(Kind::Float)
@@ -1550,7 +1551,7 @@ mod tests {
     fn intercept_shares_of_plates_lie_along_the_plate_normal() {
         let z_plates = cubes_of(2, 16, |_, _, z| (z / 4) % 2 == 0);
         let x_plates = cubes_of(2, 16, |x, _, _| (x / 4) % 2 == 0);
-        let shares = axis_intercept_shares(&z_plates);
+        let shares = total_variation_intercept_shares(&z_plates);
         for (axis, want) in [3.0, 0.0, 0.0].iter().enumerate() {
             let got = shares.double_value(&[0, axis as i64]);
             assert!((got - want).abs() < 1e-5, "axis {axis}: {got}");
@@ -1597,8 +1598,8 @@ mod tests {
             }
         }
         let field = Tensor::from_slice(&values).reshape([1, 1, 16, 16, 16]);
-        let raw = axis_intercept_shares(&field);
-        let cut = axis_intercept_shares(&mask_like(&field, 0.7).unwrap());
+        let raw = total_variation_intercept_shares(&field);
+        let cut = total_variation_intercept_shares(&mask_like(&field, 0.7).unwrap());
         let raw_z = raw.double_value(&[0, 0]);
         let cut_z = cut.double_value(&[0, 0]);
         assert!(
@@ -1614,7 +1615,7 @@ mod tests {
             assert!((share - 1.5).abs() < 0.1, "axis {axis}: {share}");
         }
         let smoothed_only = mask_like(&field, 0.7).unwrap().atanh() / MASK_LIKE_SHARPNESS;
-        let smooth_z = axis_intercept_shares(&smoothed_only).double_value(&[0, 0]);
+        let smooth_z = total_variation_intercept_shares(&smoothed_only).double_value(&[0, 0]);
         assert!(
             smooth_z > 0.5 * raw_z,
             "smoothing alone keeps the plate: {smooth_z}"
