@@ -416,14 +416,22 @@ fn train(args: &TrainArgs) -> Result<()> {
 }
 
 /// Runs `run` with a progress bar fed by its [`ValidationControl`] (`message` names what the
-/// count is of at each stage); the bar is cleared when it returns.
+/// count is of at each stage); the bar is cleared when it returns. When stderr is not a
+/// terminal (a batch job's log), where the bar is hidden, a plain line is printed instead
+/// at the start of each stage and at every further tenth of it.
 fn with_validation_progress<T>(
     message: fn(osteolab::gan::validate::ValidationStage) -> &'static str,
     run: impl FnOnce(&osteolab::gan::validate::ValidationControl) -> T,
 ) -> T {
     use indicatif::{ProgressBar, ProgressStyle};
-    use osteolab::gan::validate::{ValidationControl, ValidationProgress};
+    use osteolab::gan::validate::{ValidationControl, ValidationProgress, ValidationStage};
+    use std::io::IsTerminal;
 
+    let log_lines = !std::io::stderr().is_terminal();
+    let start = Instant::now();
+    // The stage and tenth of the last logged line: reports come from several threads, and
+    // a late one must not log a tenth again.
+    let last_logged = std::sync::Mutex::new(None::<(ValidationStage, usize)>);
     let pb = ProgressBar::new(0);
     pb.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]")
@@ -433,6 +441,24 @@ fn with_validation_progress<T>(
         pb.set_length(p.total as u64);
         pb.set_position(p.done as u64);
         pb.set_message(message(p.stage));
+        if log_lines && p.total > 0 {
+            let tenth = p.done * 10 / p.total;
+            let mut last = last_logged.lock().unwrap_or_else(|e| e.into_inner());
+            let new = match *last {
+                Some((stage, logged)) => stage != p.stage || tenth > logged,
+                None => true,
+            };
+            if new {
+                *last = Some((p.stage, tenth));
+                eprintln!(
+                    "{}/{} {} [{:.0} s]",
+                    p.done,
+                    p.total,
+                    message(p.stage),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
     };
     let result = run(&ValidationControl {
         cancel: None,

@@ -165,6 +165,15 @@ fn gan_validate_reports_every_target_on_the_shipped_weights() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "stderr: {stderr}");
     assert!(stderr.contains("failed: sample size"), "{stderr}");
+    // stderr is a pipe here, so progress comes as plain lines, each stage through to its end.
+    assert!(
+        stderr.contains("6/6 cubes measured"),
+        "no progress line for the cubes: {stderr}"
+    );
+    assert!(
+        stderr.contains("3/3 cubes searched for copies"),
+        "no progress line for the copy search: {stderr}"
+    );
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     let saved: Value =
         serde_json::from_slice(&std::fs::read(out.join("validation.json")).unwrap()).unwrap();
