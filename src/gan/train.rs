@@ -786,8 +786,10 @@ pub fn mask_like(cubes: &Tensor, sigma_voxels: f64) -> Result<Tensor, TrainError
 /// 3): for a field f = (t + 1)/2 in [0, 1], the crossings along an axis are the total
 /// variation Σ|f(x + e) − f(x)| of its lines, which is one per bone/marrow interface
 /// whether the interface is sharp or spread over a few voxels. The shares are the axis
-/// intercept densities of the MIL fabric, normalised by their mean. On a ±1 mask it gives
-/// what [`crate::gan::validate::axis_intercept_shares`] gives on a `BoneMask`.
+/// intercept densities of the MIL fabric, normalised by their mean. On a ±1 mask with at
+/// least one interface they are the shares [`crate::gan::validate::axis_intercept_shares`]
+/// gives on a `BoneMask` (there in the order x, y, z; a cube without interfaces gives 0 here
+/// and 1 there).
 pub fn total_variation_intercept_shares(cubes: &Tensor) -> Tensor {
     let f = (cubes + 1.0) * 0.5;
     let per_axis: Vec<Tensor> = [2i64, 3, 4]
